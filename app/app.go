@@ -1,0 +1,74 @@
+// Package app assembles jetworker's processes from modules: the server, the
+// worker, the dev stack and a bare NATS node. It holds no business logic;
+// the CLI in app/jetworker parses flags into a config.File and runs one of
+// these assemblies.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/jetworker/jetworker/modules/config"
+	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/modules/worker"
+)
+
+// Common supplies the config sections and the logger, and routes fx's own
+// events into slog at debug level.
+func Common(cfg config.File, log *slog.Logger) fx.Option {
+	return fx.Options(
+		fx.Supply(cfg.NATS, cfg.Server, cfg.Worker, log),
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.SlogLogger{Logger: log.With("component", "fx")}
+			l.UseLogLevel(slog.LevelDebug)
+			return l
+		}),
+	)
+}
+
+// Server is the scheduler server process: NATS (embedded or external) and
+// the server module.
+func Server(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
+	return fx.Options(Common(cfg, log), natsconn.Module, server.Module,
+		fx.Invoke(func(*server.Server) {}), fx.Options(extra...))
+}
+
+// Worker is a worker process: NATS and the worker module. Processors and
+// collectors come in through extra (worker.AsProcessor, worker.AsCollector).
+func Worker(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
+	return fx.Options(Common(cfg, log), natsconn.Module, worker.Module, fx.Options(extra...))
+}
+
+// Run starts an fx app, waits for SIGINT/SIGTERM (or the app's own
+// shutdown), and stops it within stopTimeout. A start failure is returned,
+// so the binary exits non-zero with the reason.
+func Run(opts fx.Option, startTimeout, stopTimeout time.Duration) error {
+	a := fx.New(opts, fx.StartTimeout(startTimeout), fx.StopTimeout(stopTimeout))
+	if err := a.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	err := a.Start(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	select {
+	case <-sig:
+	case <-a.Wait():
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	return a.Stop(ctx)
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jetworker/jetworker/app"
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+func embeddedFlags(cmd *cobra.Command, port *int, storeDir *string) {
+	cmd.Flags().IntVar(port, "port", 4222, "embedded NATS client port (-1 = random)")
+	cmd.Flags().StringVar(storeDir, "store-dir", "", "embedded JetStream store directory (empty = a temporary directory)")
+}
+
+func devCmd() *cobra.Command {
+	var port, workers int
+	var storeDir, appName string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run embedded NATS, a server, workers and a demo app in one process",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("port") || cfg.NATS.Embedded.Port == 0 {
+				cfg.NATS.Embedded.Port = port
+			}
+			if storeDir != "" {
+				cfg.NATS.Embedded.StoreDir = storeDir
+			}
+			cfg.NATS.URLs = nil
+			// Dev-friendly periods: see changes in seconds, not minutes.
+			if cfg.Worker.Health.Interval == 0 || cfg.Worker.Health.Interval == 15*time.Second {
+				cfg.Worker.Health.Interval = 2 * time.Second
+			}
+			cfg.Worker.Logs.FlushInterval = 500 * time.Millisecond
+			return app.Run(app.DevStack(cfg, log, devOptions(appName, workers)), 30*time.Second, 40*time.Second)
+		},
+	}
+	embeddedFlags(cmd, &port, &storeDir)
+	cmd.Flags().IntVar(&workers, "workers", 2, "workers to run in this process")
+	cmd.Flags().StringVar(&appName, "app", "demo", "demo app name")
+	return cmd
+}
+
+func serverCmd() *cobra.Command {
+	var port int
+	var storeDir, id string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a scheduler server (embedded NATS unless --nats is given)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("port") || cfg.NATS.Embedded.Port == 0 {
+				cfg.NATS.Embedded.Port = port
+			}
+			if storeDir != "" {
+				cfg.NATS.Embedded.StoreDir = storeDir
+			}
+			if id != "" {
+				cfg.Server.ID = id
+			}
+			return app.Run(app.Server(cfg, log), 30*time.Second, 30*time.Second)
+		},
+	}
+	embeddedFlags(cmd, &port, &storeDir)
+	cmd.Flags().StringVar(&id, "id", "", "server id (default: generated)")
+	return cmd
+}
+
+func workerCmd() *cobra.Command {
+	var appName, tags string
+	var lazy bool
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker for an app",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			if appName != "" {
+				cfg.Worker.App = appName
+			}
+			if cmd.Flags().Changed("tags") {
+				cfg.Worker.Tags = splitList(tags)
+			}
+			if lazy {
+				cfg.Worker.Discovery.AllowLazyConnect = true
+			}
+			if err := cfg.Worker.Validate(); err != nil {
+				return err
+			}
+			if len(cfg.NATS.URLs) == 0 {
+				cfg.NATS.Embedded.Port = -1 // a lone worker with its own NATS serves only itself
+			}
+			return app.Run(app.Worker(cfg, log, workerExtras()...), 30*time.Second, cfg.Worker.DrainTimeout+10*time.Second)
+		},
+	}
+	cmd.Flags().StringVar(&appName, "app", "", "app this worker serves (required)")
+	cmd.Flags().StringVar(&tags, "tags", "", "comma-separated tags advertised for dispatch")
+	cmd.Flags().BoolVar(&lazy, "allow-lazy-connect", false, "start even when no server answers, and keep asserting in the background")
+	return cmd
+}
+
+func natsCmd() *cobra.Command {
+	var e natsconn.Embedded
+	var routes string
+	cmd := &cobra.Command{
+		Use:   "nats",
+		Short: "Run a standalone embedded NATS node with JetStream (optionally a cluster member)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, log, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			e.Cluster.Routes = splitList(routes)
+			n := natsconn.NewNode(e, log)
+			if err := n.Start(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Println("nats listening on", n.ClientURL())
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			<-sig
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return n.Stop(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&e.Host, "host", "0.0.0.0", "listen host")
+	f.IntVar(&e.Port, "port", 4222, "client port")
+	f.StringVar(&e.StoreDir, "store-dir", "jetworker-nats", "JetStream store directory")
+	f.StringVar(&e.ServerName, "name", "", "server name (required in a cluster)")
+	f.StringVar(&e.Cluster.Name, "cluster-name", "", "cluster name")
+	f.IntVar(&e.Cluster.Port, "cluster-port", 0, "cluster (route) port, 0 = no cluster")
+	f.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of other members")
+	f.IntVar(&e.HTTPPort, "http-port", 0, "monitoring port (0 = off)")
+	return cmd
+}
+
+func appCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "app", Short: "Manage apps"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "create NAME",
+		Short: "Register an app",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
+			if err != nil {
+				return err
+			}
+			a, err := apps.Create(cmd.Context(), args[0], time.Now().UnixMilli())
+			if errors.Is(err, jetstream.ErrExists) {
+				return fmt.Errorf("app %q already exists", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("app %s created, id %d\n", a.Name, a.ID)
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List apps",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, done, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
+			if err != nil {
+				return err
+			}
+			list, err := apps.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME")
+			for _, a := range list {
+				fmt.Fprintf(tw, "%d\t%s\n", a.ID, a.Name)
+			}
+			return tw.Flush()
+		},
+	})
+	return cmd
+}
+
+func workersCmd() *cobra.Command {
+	var appName string
+	cmd := &cobra.Command{
+		Use:   "workers",
+		Short: "List the live workers of an app with their health",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if appName == "" {
+				return errors.New("--app: required")
+			}
+			c, done, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			reg, err := jetstream.OpenWorkers(cmd.Context(), c.JS(), 45*time.Second, 1)
+			if err != nil {
+				return err
+			}
+			list, err := reg.List(cmd.Context(), appName)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORKER\tTAGS\tSCORE\tCPU (cores/load/busy)\tMEMORY\tDISK\tTRACKERS (light/heavy/proc)\tLAST SEEN")
+			for _, w := range list {
+				m := w.Metrics
+				flag := ""
+				if w.Overloaded {
+					flag = " OVERLOADED"
+				}
+				if w.ShuttingDown {
+					flag += " DRAINING"
+				}
+				fmt.Fprintf(tw, "%s%s\t%s\t%.2f\t%d/%.2f/%.0f%%\t%s/%s\t%s/%s\t%d/%d/%d\t%s ago\n",
+					w.WorkerID, flag, strings.Join(w.Tags, ","), w.Score, m.CPUCores, m.CPULoad, m.CPUUsage,
+					human(m.MemUsed), human(m.MemTotal), human(m.DiskUsed), human(m.DiskTotal),
+					w.LightTrackers, w.HeavyTrackers, w.ProcTrackers, time.Since(w.Stored).Round(time.Second))
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(tw, "(no live workers for app %s)\n", appName)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&appName, "app", "", "app name")
+	return cmd
+}
+
+func human(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.0fM", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%dK", b>>10)
+}
+
+func logsCmd() *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs INSTANCE_ID",
+		Short: "Print an instance's logs (-f to follow)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			store, err := jetstream.OpenLogs(cmd.Context(), c.JS(), jetstream.LogLimits{}, 1)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err = store.Read(ctx, args[0], follow, func(b *subjects.LogBatch) error {
+				if b.Dropped > 0 {
+					fmt.Printf("... %d lines dropped on worker %s (queue full)\n", b.Dropped, b.WorkerID)
+				}
+				for _, l := range b.Lines {
+					fmt.Printf("%s %-5s %s %s %s\n", time.UnixMilli(l.TimeMS).Format("15:04:05.000"),
+						levelName(l.Level), b.WorkerID, l.TaskID, l.Message)
+				}
+				return nil
+			})
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	return cmd
+}
+
+func levelName(l subjects.LogLevel) string {
+	switch {
+	case l >= 8:
+		return "ERROR"
+	case l >= 4:
+		return "WARN"
+	case l >= 0:
+		return "INFO"
+	}
+	return "DEBUG"
+}

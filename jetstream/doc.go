@@ -1,0 +1,68 @@
+// Package jetstream holds jetworker's durable stores, each a thin typed layer
+// over one JetStream key-value bucket or stream:
+//
+//   - Apps (bucket jw_apps): registered apps, key = app name.
+//   - Leases (bucket jw_leases, TTL = lease period): which server owns an app,
+//     renewed by compare-and-set; an entry that is not renewed expires and
+//     another server may create it.
+//   - Workers (bucket jw_workers, TTL = worker expiry): the latest heartbeat
+//     of each worker, key = <app>.<workerId>; dead workers vanish by expiry.
+//   - Logs (stream JW_LOGS on jw.*.logs.*): instance logs, limited by age and
+//     size.
+//   - Tasks (bucket jw_tasks): PowerJob's task_info table, key
+//     <instanceId>.<taskId>.
+//
+// nats.go errors are mapped here to this package's sentinels so that callers
+// need not import nats.go to compare errors.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors of the stores.
+var (
+	ErrNotFound = errors.New("jetstream: not found")
+	ErrExists   = errors.New("jetstream: already exists")
+	ErrConflict = errors.New("jetstream: revision conflict")
+)
+
+// mapErr turns nats.go KV errors into this package's sentinels.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return fmt.Errorf("%w: %w", ErrExists, err)
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}
+
+// ensureKV creates the bucket or binds to it when it exists. An existing
+// bucket keeps its configuration (first creator wins), so servers started
+// with different settings do not fight over it.
+func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}

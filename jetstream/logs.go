@@ -1,0 +1,100 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// StreamLogs captures every app's instance log batches.
+const StreamLogs = "JW_LOGS"
+
+// LogLimits bound the logs stream; the oldest batches go first.
+type LogLimits struct {
+	MaxAge   time.Duration // zero means 7 days
+	MaxBytes int64         // zero means 1 GiB
+}
+
+// Logs is the instance log store.
+type Logs struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// OpenLogs binds to (or creates) the logs stream.
+func OpenLogs(ctx context.Context, js jetstream.JetStream, lim LogLimits, replicas int) (*Logs, error) {
+	if lim.MaxAge == 0 {
+		lim.MaxAge = 7 * 24 * time.Hour
+	}
+	if lim.MaxBytes == 0 {
+		lim.MaxBytes = 1 << 30
+	}
+	s, err := js.Stream(ctx, StreamLogs)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: StreamLogs, Subjects: []string{subjects.LogsAll},
+			MaxAge: lim.MaxAge, MaxBytes: lim.MaxBytes, Discard: jetstream.DiscardOld,
+			MaxMsgSize: subjects.MaxMessageSize, Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, StreamLogs)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("logs stream: %w", err)
+	}
+	return &Logs{js: js, stream: s}, nil
+}
+
+// Read calls fn with each log batch of instanceID in order. With follow it
+// keeps waiting for new batches until ctx ends; without, it returns once it
+// has delivered what is stored now.
+func (l *Logs) Read(ctx context.Context, instanceID string, follow bool, fn func(*subjects.LogBatch) error) error {
+	if err := subjects.ValidToken(instanceID); err != nil {
+		return fmt.Errorf("instance id: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	filter := subjects.LogsSubject("*", instanceID)
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return fmt.Errorf("read logs %s: %w", instanceID, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read logs %s: %w", instanceID, err)
+	}
+	if info.NumPending == 0 && !follow {
+		return nil
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("read logs %s: %w", instanceID, err)
+	}
+	defer it.Stop()
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read logs %s: %w", instanceID, err)
+		}
+		var b subjects.LogBatch
+		if err := subjects.Unmarshal(msg.Data(), &b); err == nil {
+			if err := fn(&b); err != nil {
+				return err
+			}
+		}
+		md, err := msg.Metadata()
+		if err == nil && md.NumPending == 0 && !follow {
+			return nil
+		}
+	}
+}

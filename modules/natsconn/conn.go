@@ -1,0 +1,173 @@
+package natsconn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Conn is a process's NATS connection plus its JetStream context, and the
+// embedded server when there is one. It is a component: Start connects (and
+// first starts the embedded server), Stop drains the connection and then
+// shuts the embedded server down, in that order.
+type Conn struct {
+	cfg  Config
+	base *slog.Logger
+	log  *slog.Logger
+	node *Node
+	nc   *nats.Conn
+	js   jetstream.JetStream
+}
+
+// New prepares a connection; nothing happens until Start.
+func New(cfg Config, log *slog.Logger) *Conn {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Conn{cfg: cfg, base: log, log: log.With("component", "natsconn")}
+}
+
+// Start starts the embedded server if configured and connects. A first
+// connect that fails (wrong password, nothing listening) is an error naming
+// the URL; once connected, the client reconnects forever with backoff.
+func (c *Conn) Start(ctx context.Context) error {
+	if err := c.cfg.Validate(); err != nil {
+		return err
+	}
+	opts := []nats.Option{
+		nats.Name(c.cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(c.cfg.ReconnectWait),
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
+		nats.Timeout(c.cfg.ConnectTimeout),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			c.log.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { c.log.Debug("nats connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			c.log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	url := strings.Join(c.cfg.URLs, ",")
+	if c.cfg.IsEmbedded() {
+		c.node = NewNode(c.cfg.Embedded, c.base)
+		if err := c.node.Start(ctx); err != nil {
+			return err
+		}
+		opts = append(opts, nats.InProcessServer(c.node.Server()))
+		url = c.node.ClientURL()
+	} else {
+		auth, err := c.authOptions()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, auth...)
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		c.stopNode(ctx)
+		return fmt.Errorf("connect to nats %s: %w", redact(url), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		c.stopNode(ctx)
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	c.nc, c.js = nc, js
+	c.log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "embedded", c.node != nil)
+	return nil
+}
+
+func (c *Conn) authOptions() ([]nats.Option, error) {
+	var o []nats.Option
+	switch {
+	case c.cfg.User != "":
+		o = append(o, nats.UserInfo(c.cfg.User, c.cfg.Password))
+	case c.cfg.Token != "":
+		o = append(o, nats.Token(c.cfg.Token))
+	case c.cfg.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(c.cfg.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_file: %w", err)
+		}
+		o = append(o, opt)
+	case c.cfg.CredsFile != "":
+		o = append(o, nats.UserCredentials(c.cfg.CredsFile))
+	}
+	if c.cfg.TLS.CA != "" {
+		o = append(o, nats.RootCAs(c.cfg.TLS.CA))
+	}
+	if c.cfg.TLS.Cert != "" {
+		o = append(o, nats.ClientCert(c.cfg.TLS.Cert, c.cfg.TLS.Key))
+	}
+	return o, nil
+}
+
+// NC is the connection (nil before Start).
+func (c *Conn) NC() *nats.Conn { return c.nc }
+
+// JS is the JetStream context (nil before Start).
+func (c *Conn) JS() jetstream.JetStream { return c.js }
+
+// Node is the embedded server, or nil when connected to external servers.
+func (c *Conn) Node() *Node { return c.node }
+
+// ClientURL is a URL other processes can use to reach the same NATS.
+func (c *Conn) ClientURL() string {
+	if c.node != nil {
+		return c.node.ClientURL()
+	}
+	return strings.Join(c.cfg.URLs, ",")
+}
+
+// Stop drains the connection (pending publishes are flushed, subscriptions
+// finish their in-flight messages) and then stops the embedded server.
+func (c *Conn) Stop(ctx context.Context) error {
+	var err error
+	if nc := c.nc; nc != nil {
+		c.nc = nil
+		closed := make(chan struct{})
+		nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if derr := nc.Drain(); derr != nil {
+			nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				nc.Close()
+				err = fmt.Errorf("nats drain: %w", ctx.Err())
+			}
+		}
+	}
+	c.stopNode(ctx)
+	return err
+}
+
+func (c *Conn) stopNode(ctx context.Context) {
+	if c.node != nil {
+		if err := c.node.Stop(ctx); err != nil {
+			c.log.Error("stop embedded nats", "err", err)
+		}
+		c.node = nil
+	}
+}
+
+func redact(url string) string {
+	if url == "" {
+		return "(in-process)"
+	}
+	return url
+}

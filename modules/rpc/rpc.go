@@ -1,0 +1,116 @@
+// Package rpc is jetworker's request-reply over NATS: typed msgpack requests
+// and replies, typed error replies (the Jw-Error header plus a
+// subjects.Error body), and the three-try retry that discovery uses.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// ErrNoResponders is returned when nobody listens on the subject.
+var ErrNoResponders = errors.New("rpc: no responders")
+
+// ErrTimeout is returned when no reply came in time.
+var ErrTimeout = errors.New("rpc: timeout")
+
+// Request sends req on subject and decodes the reply into reply. A typed
+// error reply is returned as *subjects.Error; a missing listener as
+// ErrNoResponders; no answer within ctx as ErrTimeout.
+func Request(ctx context.Context, nc *nats.Conn, subject string, req, reply subjects.Message) error {
+	data, err := subjects.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("request %s: %w", subject, err)
+	}
+	msg, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("request %s: %w", subject, ErrNoResponders)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("request %s: %w", subject, ErrTimeout)
+	case err != nil:
+		return fmt.Errorf("request %s: %w", subject, err)
+	}
+	return DecodeReply(msg, reply)
+}
+
+// DecodeReply decodes a reply message into reply, or returns its typed
+// error.
+func DecodeReply(msg *nats.Msg, reply subjects.Message) error {
+	if code := msg.Header.Get(subjects.HeaderError); code != "" {
+		var e subjects.Error
+		if err := subjects.Unmarshal(msg.Data, &e); err != nil {
+			return &subjects.Error{Code: subjects.Code(code), Message: "(undecodable error body)"}
+		}
+		return &e
+	}
+	if reply == nil {
+		return nil
+	}
+	if err := subjects.Unmarshal(msg.Data, reply); err != nil {
+		return fmt.Errorf("reply on %s: %w", msg.Subject, err)
+	}
+	return nil
+}
+
+// Retry calls Request up to tries times, waiting delay between tries, until
+// one gets an answer. A typed error reply is an answer and is returned at
+// once (an unknown app does not become known by asking again).
+func Retry(ctx context.Context, nc *nats.Conn, subject string, req, reply subjects.Message, tries int, perTry, delay time.Duration) error {
+	var err error
+	for i := range tries {
+		tctx, cancel := context.WithTimeout(ctx, perTry)
+		err = Request(tctx, nc, subject, req, reply)
+		cancel()
+		var typed *subjects.Error
+		if err == nil || errors.As(err, &typed) || ctx.Err() != nil {
+			return err
+		}
+		if i < tries-1 {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return err
+			}
+		}
+	}
+	return err
+}
+
+// Encode marshals a reply, or a typed error when err is not nil. Errors
+// that are not *subjects.Error are mapped with subjects.CodeOf.
+func Encode(reply subjects.Message, err error) *nats.Msg {
+	out := &nats.Msg{Header: nats.Header{}}
+	if err == nil {
+		data, merr := subjects.Marshal(reply)
+		if merr == nil {
+			out.Data = data
+			return out
+		}
+		err = merr
+	}
+	var e *subjects.Error
+	if !errors.As(err, &e) {
+		e = &subjects.Error{Code: subjects.CodeOf(err), Message: err.Error()}
+	}
+	out.Header.Set(subjects.HeaderError, string(e.Code))
+	out.Data, _ = subjects.Marshal(&subjects.Error{Code: e.Code, Message: e.Message})
+	return out
+}
+
+// Respond answers msg (a request) with reply or err. Messages without a
+// reply subject (publishes) get nothing.
+func Respond(msg *nats.Msg, reply subjects.Message, err error) error {
+	if msg.Reply == "" {
+		return nil
+	}
+	out := Encode(reply, err)
+	out.Subject = msg.Reply
+	return msg.RespondMsg(out)
+}

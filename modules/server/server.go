@@ -1,0 +1,226 @@
+// Package server is jetworker's scheduler server (PowerJob's server): the app
+// registry, app ownership by lease, worker registry intake and log storage,
+// exposed as a NATS micro service. The scheduler and instance tracking hang
+// off the ownership hooks.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// BuildVersion is reported in the micro service info; set by the binary.
+var BuildVersion = "0.1.0"
+
+// Server is the scheduler server component.
+type Server struct {
+	cfg  Config
+	conn *natsconn.Conn
+	base *slog.Logger
+	log  *slog.Logger
+
+	apps    *jetstream.Apps
+	leases  *jetstream.Leases
+	workers *jetstream.Workers
+	logs    *jetstream.Logs
+	own     *Ownership
+	svc     micro.Service
+	hooks   []OwnershipHook
+	endpts  []Endpoint
+
+	badMessages atomic.Uint64
+}
+
+// Endpoint is an extra request subject served by this server's micro
+// service (the scheduler adds its own).
+type Endpoint struct {
+	Name    string
+	Subject string // may contain wildcards
+	Queue   string // queue group; empty means subjects.ServerQueue
+	Handler func(ctx context.Context, msg *nats.Msg) (subjects.Message, error)
+}
+
+// New builds a server; Start runs it.
+func New(cfg Config, conn *natsconn.Conn, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.fill()
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, conn: conn, base: log, log: log.With("component", "server", "server_id", cfg.ID)}, nil
+}
+
+// ID is this server's id.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// AddHook registers an ownership hook; call before Start.
+func (s *Server) AddHook(h OwnershipHook) { s.hooks = append(s.hooks, h) }
+
+// AddEndpoint registers an extra endpoint; call before Start.
+func (s *Server) AddEndpoint(e Endpoint) { s.endpts = append(s.endpts, e) }
+
+// Ownership is the lease holder (nil before Start).
+func (s *Server) Ownership() *Ownership { return s.own }
+
+// Workers is the worker registry (nil before Start).
+func (s *Server) Workers() *jetstream.Workers { return s.workers }
+
+// Apps is the app registry (nil before Start).
+func (s *Server) Apps() *jetstream.Apps { return s.apps }
+
+// BadMessages counts undecodable or invalid messages received.
+func (s *Server) BadMessages() uint64 { return s.badMessages.Load() }
+
+// Start opens the stores, takes free apps, and starts serving.
+func (s *Server) Start(ctx context.Context) error {
+	js, r := s.conn.JS(), s.cfg.Replicas
+	var err error
+	if s.apps, err = jetstream.OpenApps(ctx, js, r); err != nil {
+		return err
+	}
+	if s.leases, err = jetstream.OpenLeases(ctx, js, s.cfg.LeasePeriod, r); err != nil {
+		return err
+	}
+	if s.workers, err = jetstream.OpenWorkers(ctx, js, s.cfg.WorkerTTL, r); err != nil {
+		return err
+	}
+	if s.logs, err = jetstream.OpenLogs(ctx, js, s.cfg.Logs, r); err != nil {
+		return err
+	}
+	s.own = NewOwnership(s.cfg.ID, s.leases, s.apps, s.base)
+	for _, h := range s.hooks {
+		s.own.AddHook(h)
+	}
+	if err := s.own.Start(ctx); err != nil {
+		return err
+	}
+	svc, err := micro.AddService(s.conn.NC(), micro.Config{
+		Name:        "jetworker-server",
+		Version:     BuildVersion,
+		Description: "jetworker scheduler server " + s.cfg.ID,
+		Metadata:    map[string]string{"server_id": s.cfg.ID},
+		QueueGroup:  subjects.ServerQueue,
+	})
+	if err != nil {
+		_ = s.own.Stop(ctx)
+		return fmt.Errorf("micro service: %w", err)
+	}
+	s.svc = svc
+	eps := []Endpoint{
+		{Name: "assert", Subject: subjects.Assert("*"), Handler: s.handleAssert},
+		{Name: "acquire", Subject: subjects.Acquire("*"), Handler: s.handleAcquire},
+		// Per-server subjects: a queue group of one, the server itself.
+		{Name: "heartbeat", Subject: subjects.HeartbeatSubject("*", s.cfg.ID), Queue: s.cfg.ID, Handler: s.handleHeartbeat},
+	}
+	for _, e := range append(eps, s.endpts...) {
+		if err := s.addEndpoint(e); err != nil {
+			_ = s.Stop(ctx)
+			return err
+		}
+	}
+	s.log.Info("server started", "lease_period", s.leases.Period(), "worker_ttl", s.workers.TTL())
+	return nil
+}
+
+func (s *Server) addEndpoint(e Endpoint) error {
+	q := e.Queue
+	if q == "" {
+		q = subjects.ServerQueue
+	}
+	h := micro.HandlerFunc(func(r micro.Request) {
+		msg := &nats.Msg{Subject: r.Subject(), Reply: r.Reply(), Data: r.Data(), Header: nats.Header(r.Headers())}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		reply, err := e.Handler(ctx, msg)
+		cancel()
+		if err != nil {
+			var typed *subjects.Error
+			if errors.As(err, &typed) && typed.Code == subjects.CodeBadRequest || subjects.CodeOf(err) == subjects.CodeBadRequest {
+				s.badMessages.Add(1)
+				s.log.Warn("bad message", "subject", r.Subject(), "err", err)
+			}
+		}
+		if r.Reply() == "" {
+			return
+		}
+		out := rpc.Encode(reply, err)
+		if rerr := r.Respond(out.Data, micro.WithHeaders(micro.Headers(out.Header))); rerr != nil {
+			s.log.Warn("respond", "subject", r.Subject(), "err", rerr)
+		}
+	})
+	if err := s.svc.AddEndpoint(e.Name, h, micro.WithEndpointSubject(e.Subject), micro.WithEndpointQueueGroup(q)); err != nil {
+		return fmt.Errorf("endpoint %s: %w", e.Name, err)
+	}
+	return nil
+}
+
+// Stop stops serving, then releases the app leases.
+func (s *Server) Stop(ctx context.Context) error {
+	var errs []error
+	if s.svc != nil {
+		errs = append(errs, s.svc.Stop())
+		s.svc = nil
+	}
+	if s.own != nil {
+		errs = append(errs, s.own.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) handleAssert(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.AssertRequest
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	app, err := s.apps.Get(ctx, req.App)
+	if errors.Is(err, jetstream.ErrNotFound) {
+		return nil, subjects.Errorf(subjects.CodeUnknownApp, "app %q is not registered (create it with: jetworker app create %s)", req.App, req.App)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &subjects.AssertReply{App: app.Name, AppID: app.ID}, nil
+}
+
+func (s *Server) handleAcquire(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.AcquireRequest
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	if _, err := s.apps.Get(ctx, req.App); err != nil {
+		if errors.Is(err, jetstream.ErrNotFound) {
+			return nil, subjects.Errorf(subjects.CodeUnknownApp, "app %q is not registered", req.App)
+		}
+		return nil, err
+	}
+	owner, err := s.own.Acquire(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	return &subjects.AcquireReply{ServerID: owner}, nil
+}
+
+func (s *Server) handleHeartbeat(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var hb subjects.Heartbeat
+	if err := subjects.Unmarshal(msg.Data, &hb); err != nil {
+		return nil, err
+	}
+	if err := s.workers.Put(ctx, &hb); err != nil {
+		s.log.Warn("store heartbeat", "worker_id", hb.WorkerID, "err", err)
+		return nil, err
+	}
+	return &subjects.AcquireReply{ServerID: s.cfg.ID}, nil
+}

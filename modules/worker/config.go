@@ -1,0 +1,100 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/discovery"
+	"github.com/jetworker/jetworker/modules/health"
+	"github.com/jetworker/jetworker/modules/logs"
+	"github.com/jetworker/jetworker/modules/mailbox"
+)
+
+// Config is a worker's configuration. Zero values take the defaults named
+// on each field.
+type Config struct {
+	// App is the app this worker serves (required).
+	App string `yaml:"app"`
+	// Tags are advertised in heartbeats for tag-based dispatch.
+	Tags []string `yaml:"tags"`
+	// DrainTimeout bounds how long a stopping worker waits for running
+	// work (zero means 30s).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+
+	Discovery discovery.Config `yaml:"discovery"`
+	Mailbox   mailbox.Config   `yaml:"mailbox"`
+	Logs      logs.Config      `yaml:"logs"`
+	Health    health.Config    `yaml:"health"`
+	TaskStore TaskStoreConfig  `yaml:"task_store"`
+	Limits    Limits           `yaml:"limits"`
+}
+
+// TaskStoreConfig selects the task_info storage (PowerJob's MEMORY/DISK).
+type TaskStoreConfig struct {
+	// Storage is "memory" or "file" (zero means file). The bucket is shared
+	// by the app's workers so that another worker can resume an instance;
+	// the first worker to create it decides.
+	Storage  string `yaml:"storage"`
+	Replicas int    `yaml:"replicas"`
+}
+
+// Limits bound what one worker takes on.
+type Limits struct {
+	// MaxLightTrackers and MaxHeavyTrackers bound concurrently tracked
+	// instances (zero means 1024 and 64); beyond them the worker refuses
+	// new instances and reports itself overloaded.
+	MaxLightTrackers int `yaml:"max_light_trackers"`
+	MaxHeavyTrackers int `yaml:"max_heavy_trackers"`
+	// MaxProcessorTrackers bounds instances executing tasks here (zero
+	// means 256).
+	MaxProcessorTrackers int `yaml:"max_processor_trackers"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		DrainTimeout: 30 * time.Second,
+		Discovery:    discovery.Default(),
+		Logs:         logs.Default(),
+		Health:       health.Config{Interval: 15 * time.Second},
+		TaskStore:    TaskStoreConfig{Storage: "file"},
+		Limits:       Limits{MaxLightTrackers: 1024, MaxHeavyTrackers: 64, MaxProcessorTrackers: 256},
+	}
+}
+
+// Validate checks the whole worker config; messages name the field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.App == "" {
+		errs = append(errs, errors.New("worker.app: required (the app this worker serves, e.g. --app demo)"))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("worker.drain_timeout: %s is negative", c.DrainTimeout))
+	}
+	if _, err := jetstream.ParseStorage(c.TaskStore.Storage); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Limits.MaxLightTrackers < 0 || c.Limits.MaxHeavyTrackers < 0 || c.Limits.MaxProcessorTrackers < 0 {
+		errs = append(errs, errors.New("worker.limits: must not be negative"))
+	}
+	errs = append(errs, c.Discovery.Validate(), c.Logs.Validate(), c.Health.Validate())
+	return errors.Join(errs...)
+}
+
+func (c *Config) fill() {
+	d := Default()
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.Limits.MaxLightTrackers == 0 {
+		c.Limits.MaxLightTrackers = d.Limits.MaxLightTrackers
+	}
+	if c.Limits.MaxHeavyTrackers == 0 {
+		c.Limits.MaxHeavyTrackers = d.Limits.MaxHeavyTrackers
+	}
+	if c.Limits.MaxProcessorTrackers == 0 {
+		c.Limits.MaxProcessorTrackers = d.Limits.MaxProcessorTrackers
+	}
+}

@@ -1,0 +1,45 @@
+package worker
+
+import (
+	"log/slog"
+
+	"go.uber.org/fx"
+
+	"github.com/jetworker/jetworker/modules/discovery"
+	"github.com/jetworker/jetworker/modules/health"
+	"github.com/jetworker/jetworker/modules/mailbox"
+	"github.com/jetworker/jetworker/modules/natsconn"
+)
+
+// Params are what worker.Module takes from the graph: the config, the NATS
+// connection, and the value groups through which plugins register.
+type Params struct {
+	fx.In
+	Config     Config
+	Conn       *natsconn.Conn
+	Log        *slog.Logger
+	Routes     []mailbox.Route      `group:"mailbox_routes"`
+	Collectors []health.Collector   `group:"health_collectors"`
+	Listeners  []discovery.Listener `group:"discovery_listeners"`
+	Extensions []Extension          `group:"worker_extensions"`
+}
+
+// Module provides *Worker and runs it after the NATS connection starts
+// (and stops it before the connection drains).
+var Module = fx.Module("worker",
+	fx.Provide(func(p Params) (*Worker, error) {
+		return New(p.Config, p.Conn, p.Log, Options{Routes: p.Routes, Collectors: p.Collectors, Listeners: p.Listeners, Extensions: p.Extensions})
+	}),
+	fx.Invoke(func(lc fx.Lifecycle, w *Worker) { lc.Append(fx.StartStopHook(w.Start, w.Stop)) }),
+)
+
+// AsCollector registers a health metric collector constructor in the
+// health_collectors group.
+func AsCollector(ctor any) fx.Option {
+	return fx.Provide(fx.Annotate(ctor, fx.As(new(health.Collector)), fx.ResultTags(`group:"health_collectors"`)))
+}
+
+// AsExtension registers a worker extension constructor.
+func AsExtension(ctor any) fx.Option {
+	return fx.Provide(fx.Annotate(ctor, fx.As(new(Extension)), fx.ResultTags(`group:"worker_extensions"`)))
+}

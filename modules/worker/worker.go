@@ -1,0 +1,221 @@
+// Package worker assembles a jetworker worker: identity, assert and
+// discovery, mailboxes, the instance log handler, the task_info store and
+// the health reporter, started in that order and stopped in reverse with a
+// drain first. The order lives here, in one place, so that fx users
+// (worker.Module) and plain-Go users (worker.New) get the same lifecycle.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/discovery"
+	"github.com/jetworker/jetworker/modules/health"
+	"github.com/jetworker/jetworker/modules/identity"
+	"github.com/jetworker/jetworker/modules/logs"
+	"github.com/jetworker/jetworker/modules/mailbox"
+	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// BuildVersion is reported in heartbeats; set by the binary.
+var BuildVersion = "0.1.0"
+
+// Drainer is work that a stopping worker waits for: Drain returns when the
+// work in hand is finished or ctx ends. Trackers implement it.
+type Drainer interface {
+	Drain(ctx context.Context) error
+}
+
+// Extension adds to a worker: mailbox routes, heartbeat sources, discovery
+// listeners and drainers. The execution engine is one.
+type Extension interface {
+	Attach(w *Worker) error
+}
+
+// Options are the pluggable parts of a worker.
+type Options struct {
+	Routes     []mailbox.Route
+	Collectors []health.Collector
+	Listeners  []discovery.Listener
+	Extensions []Extension
+}
+
+// Worker is a running worker.
+type Worker struct {
+	cfg  Config
+	conn *natsconn.Conn
+	log  *slog.Logger
+	opts Options
+
+	ID        *identity.Identity
+	Discovery *discovery.Discovery
+	Router    *mailbox.Router
+	Logs      *logs.Handler
+	Health    *health.Reporter
+	Tasks     njs.KeyValue // task_info bucket, set at start
+
+	routes   []mailbox.Route
+	drainers []Drainer
+	steps    []step
+
+	mu      sync.Mutex
+	started []string // step names started, for the order test and logs
+	ready   time.Duration
+}
+
+type step struct {
+	name  string
+	start func(context.Context) error
+	stop  func(context.Context) error
+}
+
+// New builds a worker over a connection that will be started before it.
+func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.fill()
+	if log == nil {
+		log = slog.Default()
+	}
+	id, err := identity.New(cfg.App, cfg.Tags)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, conn: conn, opts: opts, ID: id, log: log.With("component", "worker", "app", id.App, "worker_id", id.WorkerID)}
+	w.routes = append(w.routes, opts.Routes...)
+	if w.Discovery, err = discovery.New(cfg.Discovery, id, conn, log, opts.Listeners...); err != nil {
+		return nil, err
+	}
+	if w.Logs, err = logs.New(cfg.Logs, id, conn, log); err != nil {
+		return nil, err
+	}
+	if w.Health, err = health.New(cfg.Health, id, conn, w.Discovery.Current, BuildVersion, log, opts.Collectors, nil); err != nil {
+		return nil, err
+	}
+	w.Health.AddSource(health.SourceFunc(func(hb *subjects.Heartbeat) { hb.LogLinesDrop = w.Logs.Stats().Dropped }))
+	for _, ext := range opts.Extensions {
+		if err := ext.Attach(w); err != nil {
+			return nil, fmt.Errorf("worker extension: %w", err)
+		}
+	}
+	if w.Router, err = mailbox.New(cfg.Mailbox, id, conn, log, w.routes...); err != nil {
+		return nil, err
+	}
+	// Start order (stop is the reverse, after the drain step):
+	// discovery (assert, id, acquire) → mailboxes → log handler →
+	// task_info store → health reporter.
+	w.steps = []step{
+		{"discovery", w.Discovery.Start, w.Discovery.Stop},
+		{"mailbox", w.Router.Start, w.Router.Stop},
+		{"logs", w.Logs.Start, w.Logs.Stop},
+		{"task_store", w.openTasks, nil},
+		{"health", w.Health.Start, w.Health.Stop},
+	}
+	return w, nil
+}
+
+// Config returns the effective configuration.
+func (w *Worker) Config() Config { return w.cfg }
+
+// Conn is the worker's NATS connection.
+func (w *Worker) Conn() *natsconn.Conn { return w.conn }
+
+// Logger is the worker's logger.
+func (w *Worker) Logger() *slog.Logger { return w.log }
+
+// AddRoute adds a mailbox route; for extensions, during Attach.
+func (w *Worker) AddRoute(r mailbox.Route) { w.routes = append(w.routes, r) }
+
+// AddDrainer adds work to wait for at stop; for extensions, during Attach.
+func (w *Worker) AddDrainer(d Drainer) { w.drainers = append(w.drainers, d) }
+
+// AddStep adds a component started after the built-in steps and stopped
+// before them; for extensions, during Attach.
+func (w *Worker) AddStep(name string, start, stop func(context.Context) error) {
+	w.steps = append(w.steps, step{name, start, stop})
+}
+
+func (w *Worker) openTasks(ctx context.Context) error {
+	st, _ := jetstream.ParseStorage(w.cfg.TaskStore.Storage)
+	kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), st, w.cfg.TaskStore.Replicas)
+	if err != nil {
+		return fmt.Errorf("task store: %w", err)
+	}
+	w.Tasks = kv
+	return nil
+}
+
+// Started lists the steps started so far, in order.
+func (w *Worker) Started() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.started...)
+}
+
+// ReadyIn is how long Start took.
+func (w *Worker) ReadyIn() time.Duration { return w.ready }
+
+// Start runs the steps in order; on failure it stops those already started.
+func (w *Worker) Start(ctx context.Context) error {
+	t0 := time.Now()
+	for i, s := range w.steps {
+		if err := s.start(ctx); err != nil {
+			w.stopSteps(ctx, i-1)
+			return fmt.Errorf("worker start: %s: %w", s.name, err)
+		}
+		w.mu.Lock()
+		w.started = append(w.started, s.name)
+		w.mu.Unlock()
+	}
+	w.ready = time.Since(t0)
+	w.log.Info("worker ready", "server_id", w.Discovery.Current(), "app_id", w.ID.AppID(), "ready_in", w.ready)
+	return nil
+}
+
+// Stop drains and stops: the worker announces it is draining, stops taking
+// new work, waits for running work up to DrainTimeout, then stops the steps
+// in reverse (health, task store, logs flush, mailboxes, discovery). The
+// NATS connection, owned by the caller, is drained after this returns.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	n := len(w.started)
+	w.started = nil
+	w.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	w.Health.Draining()
+	_ = w.Health.Beat(ctx)
+	dctx, cancel := context.WithTimeout(ctx, w.cfg.DrainTimeout)
+	var errs []error
+	for _, d := range w.drainers {
+		if err := d.Drain(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain: %w", err))
+		}
+	}
+	cancel()
+	errs = append(errs, w.stopSteps(ctx, n-1))
+	w.log.Info("worker stopped")
+	return errors.Join(errs...)
+}
+
+func (w *Worker) stopSteps(ctx context.Context, last int) error {
+	var errs []error
+	for i := last; i >= 0; i-- {
+		if s := w.steps[i]; s.stop != nil {
+			if err := s.stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,95 @@
+package subjects
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Version is the protocol version this package speaks. Every message carries
+// it in the "v" field; a receiver rejects messages without one or from a
+// newer protocol than it knows.
+const Version uint8 = 1
+
+// MaxMessageSize is the largest payload jetworker sends or accepts in one
+// message (NATS' default max_payload). Larger payloads are refused with
+// CodeTooLarge instead of being cut.
+const MaxMessageSize = 1 << 20
+
+// Proto is embedded in every wire message; its one field is the protocol
+// version.
+type Proto struct {
+	V uint8 `msgpack:"v"`
+}
+
+func (p *Proto) proto() *Proto { return p }
+
+// Message is a wire message: a struct embedding Proto with a Validate method
+// that checks required fields after decoding.
+type Message interface {
+	proto() *Proto
+	Validate() error
+}
+
+// Sentinel errors of the codec; a decode error wraps one of them.
+var (
+	ErrMalformed   = errors.New("subjects: malformed message")
+	ErrVersion     = errors.New("subjects: unsupported protocol version")
+	ErrInvalid     = errors.New("subjects: invalid message")
+	ErrTooLarge    = errors.New("subjects: message too large")
+	errNilMessage  = errors.New("subjects: nil message")
+	errTrailerData = errors.New("trailing bytes after message")
+)
+
+// Marshal encodes m with msgpack, stamping the protocol version. It fails
+// with ErrTooLarge when the encoding exceeds MaxMessageSize.
+func Marshal(m Message) ([]byte, error) {
+	if m == nil {
+		return nil, errNilMessage
+	}
+	m.proto().V = Version
+	b, err := msgpack.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("%w: %T is %d bytes, limit %d", ErrTooLarge, m, len(b), MaxMessageSize)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes data into m and validates it. Errors wrap ErrTooLarge,
+// ErrMalformed (not msgpack, or wrong field types), ErrVersion (no version or
+// a newer one) or ErrInvalid (a required field is missing or out of range).
+// Unknown fields are ignored so that older receivers accept newer minor
+// additions.
+func Unmarshal(data []byte, m Message) error {
+	if m == nil {
+		return errNilMessage
+	}
+	if len(data) > MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
+	}
+	if len(data) == 0 {
+		return fmt.Errorf("%w: empty payload for %T", ErrMalformed, m)
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(m); err != nil {
+		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, err)
+	}
+	if _, err := dec.PeekCode(); err == nil {
+		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, errTrailerData)
+	}
+	switch v := m.proto().V; {
+	case v == 0:
+		return fmt.Errorf("%w: %T has no version field", ErrVersion, m)
+	case v > Version:
+		return fmt.Errorf("%w: %T has version %d, this build speaks %d", ErrVersion, m, v, Version)
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%w: %T: %w", ErrInvalid, m, err)
+	}
+	return nil
+}
