@@ -1,0 +1,171 @@
+// Package natstest starts real embedded NATS servers for tests: JetStream
+// on, a random port, a t.TempDir store, shut down by t.Cleanup.
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/modules/natsconn"
+)
+
+// Option changes the server options before start.
+type Option func(*server.Options)
+
+// WithAuth requires user/password.
+func WithAuth(user, pass string) Option {
+	return func(o *server.Options) { o.Username, o.Password = user, pass }
+}
+
+// Server starts a JetStream server on a random port and returns it.
+func Server(t testing.TB, opts ...Option) *server.Server {
+	t.Helper()
+	o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	for _, f := range opts {
+		f(o)
+	}
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("natstest: server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// Config returns a natsconn.Config pointing at s.
+func Config(s *server.Server) natsconn.Config {
+	c := natsconn.Default()
+	c.URLs = []string{s.ClientURL()}
+	c.ReconnectWait = 50 * time.Millisecond
+	return c
+}
+
+// Conn starts a natsconn.Conn to s, stopped by t.Cleanup.
+func Conn(t testing.TB, s *server.Server) *natsconn.Conn {
+	t.Helper()
+	c := natsconn.New(Config(s), Logger(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Stop(ctx)
+	})
+	return c
+}
+
+// Raw connects a plain nats.Conn and JetStream context to s.
+func Raw(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	return nc, js
+}
+
+// Logger logs through t.Log at warn level (debug with JW_TEST_DEBUG=1), so
+// failures show what the components said.
+func Logger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("JW_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	defer func() { _ = recover() }() // a log line after the test ended
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// Cluster starts n routed JetStream servers and waits for a meta leader.
+func Cluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	var srvs []*server.Server
+	for i := range n {
+		o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			ServerName: fmt.Sprintf("n%d", i)}
+		o.Cluster = server.ClusterOpts{Name: "jwtest", Host: "127.0.0.1", Port: ports[i]}
+		o.Routes = server.RoutesFromStr(routes(ports, i))
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatalf("natstest: %v", err)
+		}
+		go s.Start()
+		srvs = append(srvs, s)
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range srvs {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("natstest: cluster node not ready")
+		}
+	}
+	for time.Now().Before(deadline) {
+		for _, s := range srvs {
+			if s.JetStreamIsLeader() {
+				return srvs
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling the meta-leader election with a deadline
+	}
+	t.Fatal("natstest: no JetStream meta leader")
+	return nil
+}
+
+func routes(ports []int, self int) string {
+	out := ""
+	for j, p := range ports {
+		if j == self {
+			continue
+		}
+		if out != "" {
+			out += ","
+		}
+		out += fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	}
+	return out
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("natstest: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
