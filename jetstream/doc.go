@@ -38,10 +38,12 @@ func mapErr(err error) error {
 		return nil
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		// Checked before ErrKeyExists: on R1 streams a CAS conflict from
+		// Update/Delete carries code 10071, which ErrKeyExists also matches.
+		return fmt.Errorf("%w: %w", ErrConflict, err)
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return fmt.Errorf("%w: %w", ErrExists, err)
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	return err
 }

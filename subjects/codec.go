@@ -50,7 +50,11 @@ func Marshal(m Message) ([]byte, error) {
 		return nil, errNilMessage
 	}
 	m.proto().V = Version
-	b, err := msgpack.Marshal(m)
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true) // deterministic bytes for golden tests and dedup
+	err := enc.Encode(m)
+	b := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -61,10 +65,12 @@ func Marshal(m Message) ([]byte, error) {
 }
 
 // Unmarshal decodes data into m and validates it. Errors wrap ErrTooLarge,
-// ErrMalformed (not msgpack, or wrong field types), ErrVersion (no version or
-// a newer one) or ErrInvalid (a required field is missing or out of range).
-// Unknown fields are ignored so that older receivers accept newer minor
-// additions.
+// ErrMalformed (not exactly one msgpack map, a length prefix longer than the
+// data, nesting deeper than 32, or wrong field types), ErrVersion (no
+// version or a newer one; checked before the fields are decoded) or
+// ErrInvalid (a required field is missing or out of range). Unknown fields
+// are ignored so that older receivers accept newer minor additions. Decode
+// into a fresh value: fields absent from data keep what m held.
 func Unmarshal(data []byte, m Message) error {
 	if m == nil {
 		return errNilMessage
@@ -75,18 +81,21 @@ func Unmarshal(data []byte, m Message) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty payload for %T", ErrMalformed, m)
 	}
-	dec := msgpack.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(m); err != nil {
+	// Check the shape and the version before decoding: see scanMessage.
+	ver, err := scanMessage(data)
+	if err != nil {
 		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, err)
 	}
-	if _, err := dec.PeekCode(); err == nil {
-		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, errTrailerData)
-	}
-	switch v := m.proto().V; {
-	case v == 0:
+	switch {
+	case !ver.found || ver.ok && ver.value == 0:
 		return fmt.Errorf("%w: %T has no version field", ErrVersion, m)
-	case v > Version:
-		return fmt.Errorf("%w: %T has version %d, this build speaks %d", ErrVersion, m, v, Version)
+	case !ver.ok:
+		return fmt.Errorf("%w: %T has a version that is not a non-negative integer", ErrVersion, m)
+	case ver.value > uint64(Version):
+		return fmt.Errorf("%w: %T has version %d, this build speaks %d", ErrVersion, m, ver.value, Version)
+	}
+	if err := msgpack.NewDecoder(bytes.NewReader(data)).Decode(m); err != nil {
+		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, err)
 	}
 	if err := m.Validate(); err != nil {
 		return fmt.Errorf("%w: %T: %w", ErrInvalid, m, err)

@@ -3,6 +3,10 @@ package subjects
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // AssertRequest asks the servers whether an app exists (Assert subject).
@@ -72,6 +76,30 @@ type Metrics struct {
 	NumRoutines int     `msgpack:"num_goroutines"`
 }
 
+// CustomMetrics are user-supplied collector values by collector name.
+type CustomMetrics map[string]float64
+
+// EncodeMsgpack writes the map with sorted keys: msgpack/v5 sorts only
+// map[string]string, map[string]bool and map[string]any, and a heartbeat
+// must encode to the same bytes every time (golden tests, deduplication).
+func (c CustomMetrics) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if c == nil {
+		return enc.EncodeNil()
+	}
+	if err := enc.EncodeMapLen(len(c)); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		if err := enc.EncodeString(k); err != nil {
+			return err
+		}
+		if err := enc.EncodeFloat64(c[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ContainerInfo describes a container loaded on a worker.
 type ContainerInfo struct {
 	ID      int64  `msgpack:"id"`
@@ -83,18 +111,18 @@ type ContainerInfo struct {
 // PowerJob: WorkerHeartbeat.
 type Heartbeat struct {
 	Proto
-	WorkerID   string             `msgpack:"worker_id"`
-	App        string             `msgpack:"app"`
-	AppID      int64              `msgpack:"app_id"`
-	Host       string             `msgpack:"host"`
-	PID        int                `msgpack:"pid"`
-	Version    string             `msgpack:"version"` // jetworker build version
-	Tags       []string           `msgpack:"tags"`
-	Seq        uint64             `msgpack:"seq"` // increases by one per heartbeat of this worker
-	Metrics    Metrics            `msgpack:"metrics"`
-	Custom     map[string]float64 `msgpack:"custom"` // user-supplied collector values
-	Score      float64            `msgpack:"score"`  // higher is healthier; see the health module
-	Containers []ContainerInfo    `msgpack:"containers"`
+	WorkerID   string          `msgpack:"worker_id"`
+	App        string          `msgpack:"app"`
+	AppID      int64           `msgpack:"app_id"`
+	Host       string          `msgpack:"host"`
+	PID        int             `msgpack:"pid"`
+	Version    string          `msgpack:"version"` // jetworker build version
+	Tags       []string        `msgpack:"tags"`
+	Seq        uint64          `msgpack:"seq"` // increases by one per heartbeat of this worker
+	Metrics    Metrics         `msgpack:"metrics"`
+	Custom     CustomMetrics   `msgpack:"custom"` // user-supplied collector values
+	Score      float64         `msgpack:"score"`  // higher is healthier; see the health module
+	Containers []ContainerInfo `msgpack:"containers"`
 	// Tracker counts and the overload flag let the server avoid a worker
 	// that would refuse new instances.
 	LightTrackers int    `msgpack:"light_trackers"`

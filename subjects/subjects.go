@@ -119,8 +119,11 @@ func Parse(subject string) (Address, error) {
 	if len(t) < 4 || t[0] != Prefix {
 		return bad()
 	}
+	// Every token after the prefix must be one the builders accept as an id
+	// or name, so no wildcard, empty or oversized token gets into an Address
+	// that callers reuse as a subject token or KV key.
 	for _, tok := range t[1:] {
-		if tok == "" {
+		if ValidToken(tok) != nil {
 			return bad()
 		}
 	}

@@ -67,8 +67,13 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("logs.mode: %q is not one of online, local, stdout, null", c.Mode)
 	}
-	if c.QueueSize < 0 || c.BatchSize < 0 || c.MaxLineBytes < 0 {
-		return fmt.Errorf("logs.queue_size, logs.batch_size, logs.max_line_bytes: must not be negative")
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"logs.queue_size", c.QueueSize}, {"logs.batch_size", c.BatchSize}, {"logs.max_line_bytes", c.MaxLineBytes}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: %d is negative", f.name, f.v)
+		}
 	}
 	if c.BatchSize > 0 && c.QueueSize > 0 && c.BatchSize > c.QueueSize {
 		return fmt.Errorf("logs.batch_size: %d is larger than logs.queue_size %d", c.BatchSize, c.QueueSize)

@@ -149,7 +149,9 @@ func (h *Handler) flush(ctx context.Context) {
 		if len(batch) == 0 && gap == 0 {
 			return
 		}
-		h.send(ctx, batch, gap)
+		// The batch is off the queue: send it even when Stop cancels ctx
+		// meanwhile (write bounds each send), or its lines would be lost.
+		h.send(context.WithoutCancel(ctx), batch, gap)
 	}
 }
 

@@ -36,6 +36,23 @@ func (l *lineHandler) Handle(_ context.Context, r slog.Record) error {
 }
 
 func writeAttr(b *strings.Builder, group string, a slog.Attr) {
+	// As slog's own handlers: resolve LogValuers, skip empty attrs, and
+	// flatten group values into dotted keys (inline when unnamed).
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		if a.Key != "" && group != "" {
+			group += "." + a.Key
+		} else if a.Key != "" {
+			group = a.Key
+		}
+		for _, ga := range a.Value.Group() {
+			writeAttr(b, group, ga)
+		}
+		return
+	}
 	b.WriteByte(' ')
 	if group != "" {
 		b.WriteString(group)
@@ -58,6 +75,9 @@ func (l *lineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (l *lineHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return l
+	}
 	c := *l
 	if c.group != "" {
 		name = c.group + "." + name

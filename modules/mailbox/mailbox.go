@@ -69,6 +69,10 @@ type box struct {
 	queue chan *nats.Msg
 }
 
+// ErrDeferred is returned by a handler that will answer the request itself
+// later (with rpc.Respond), for example once a durable write completes.
+var ErrDeferred = errors.New("mailbox: reply deferred")
+
 // ErrDuplicateRoute is returned for two handlers on one mailbox verb.
 var ErrDuplicateRoute = errors.New("mailbox: duplicate route")
 
@@ -125,7 +129,7 @@ func (r *Router) Stats() Stats {
 }
 
 // Start subscribes and starts one goroutine per mailbox.
-func (r *Router) Start(context.Context) error {
+func (r *Router) Start(ctx context.Context) error {
 	nc := r.conn.NC()
 	for _, subj := range []string{subjects.WorkerAll(r.id.App, r.id.WorkerID), subjects.WorkersBroadcast(r.id.App, "*")} {
 		sub, err := nc.Subscribe(subj, r.dispatch)
@@ -135,6 +139,14 @@ func (r *Router) Start(context.Context) error {
 		}
 		_ = sub.SetPendingLimits(r.cfg.QueueSize*4, 256<<20)
 		r.subs = append(r.subs, sub)
+	}
+	// Subscribe only queues SUB: flush so that the mailboxes are live at the
+	// server when Start returns (the worker is announced right after).
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		r.unsubscribe()
+		return fmt.Errorf("subscribe %s: flush: %w", subjects.WorkerAll(r.id.App, r.id.WorkerID), err)
 	}
 	for _, b := range r.boxes {
 		r.wg.Add(1)
@@ -199,10 +211,19 @@ func (r *Router) handle(b *box, msg *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.HandlerTimeout)
 	reply, err := r.call(ctx, h, msg)
 	cancel()
+	if errors.Is(err, ErrDeferred) {
+		r.handled.Add(1)
+		return
+	}
 	if err != nil {
-		if subjects.CodeOf(err) == subjects.CodeBadRequest {
+		switch code := subjects.CodeOf(err); code {
+		case subjects.CodeBadRequest:
 			r.malformed.Add(1)
 			r.log.Warn("malformed message", "subject", msg.Subject, "err", err)
+		case subjects.CodeNotImplemented, subjects.CodeNoHandler:
+			// A stub route: nothing here handles it, like an unrouted one.
+			r.unrouted.Add(1)
+			r.log.Warn("message not handled", "subject", msg.Subject, "code", code, "err", err)
 		}
 	} else {
 		r.handled.Add(1)
@@ -240,6 +261,17 @@ func (r *Router) Stop(ctx context.Context) error {
 	}
 	for _, s := range r.subs {
 		_ = s.Drain()
+	}
+	// Drain is asynchronous: wait until the server has the UNSUB and what it
+	// delivered before is dispatched, so nothing is queued after the
+	// mailbox goroutines stop (it would get no reply), bounded by ctx.
+	for _, s := range r.subs {
+		for s.IsValid() && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 	}
 	// Wait for the queues to empty, bounded by ctx.
 	for _, b := range r.boxes {

@@ -114,3 +114,47 @@ func Respond(msg *nats.Msg, reply subjects.Message, err error) error {
 	out.Subject = msg.Reply
 	return msg.RespondMsg(out)
 }
+
+// Backoff is the delay before retry n (0-based): 50ms doubling up to max.
+func Backoff(n int, maxDelay time.Duration) time.Duration {
+	d := 50 * time.Millisecond
+	for i := 0; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxDelay)
+}
+
+// UntilAcked sends req to the subject chosen by target (asked again before
+// every try, so a moved receiver is followed) until a reply decodes into
+// reply, backing off between tries (up to 2s). It gives up only when ctx
+// ends, or at once on a typed error whose code is in stopOn. perTry bounds
+// each try.
+func UntilAcked(ctx context.Context, nc *nats.Conn, target func() string, req, reply subjects.Message, perTry time.Duration, stopOn ...subjects.Code) error {
+	for n := 0; ; n++ {
+		subj := target()
+		var err error
+		if subj == "" {
+			err = errors.New("no receiver known yet")
+		} else {
+			tctx, cancel := context.WithTimeout(ctx, perTry)
+			err = Request(tctx, nc, subj, req, reply)
+			cancel()
+		}
+		if err == nil {
+			return nil
+		}
+		var typed *subjects.Error
+		if errors.As(err, &typed) {
+			for _, c := range stopOn {
+				if typed.Code == c {
+					return err
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-time.After(Backoff(n, 2*time.Second)):
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"github.com/jetworker/jetworker/modules/health"
 	"github.com/jetworker/jetworker/modules/logs"
 	"github.com/jetworker/jetworker/modules/mailbox"
+	"github.com/jetworker/jetworker/modules/processortracker"
+	"github.com/jetworker/jetworker/modules/tasktracker"
 )
 
 // Config is a worker's configuration. Zero values take the defaults named
@@ -28,7 +30,9 @@ type Config struct {
 	Logs      logs.Config      `yaml:"logs"`
 	Health    health.Config    `yaml:"health"`
 	TaskStore TaskStoreConfig  `yaml:"task_store"`
-	Limits    Limits           `yaml:"limits"`
+
+	TaskTracker      tasktracker.Config      `yaml:"task_tracker"`
+	ProcessorTracker processortracker.Config `yaml:"processor_tracker"`
 }
 
 // TaskStoreConfig selects the task_info storage (PowerJob's MEMORY/DISK).
@@ -40,18 +44,6 @@ type TaskStoreConfig struct {
 	Replicas int    `yaml:"replicas"`
 }
 
-// Limits bound what one worker takes on.
-type Limits struct {
-	// MaxLightTrackers and MaxHeavyTrackers bound concurrently tracked
-	// instances (zero means 1024 and 64); beyond them the worker refuses
-	// new instances and reports itself overloaded.
-	MaxLightTrackers int `yaml:"max_light_trackers"`
-	MaxHeavyTrackers int `yaml:"max_heavy_trackers"`
-	// MaxProcessorTrackers bounds instances executing tasks here (zero
-	// means 256).
-	MaxProcessorTrackers int `yaml:"max_processor_trackers"`
-}
-
 // Default returns the defaults.
 func Default() Config {
 	return Config{
@@ -60,7 +52,6 @@ func Default() Config {
 		Logs:         logs.Default(),
 		Health:       health.Config{Interval: 15 * time.Second},
 		TaskStore:    TaskStoreConfig{Storage: "file"},
-		Limits:       Limits{MaxLightTrackers: 1024, MaxHeavyTrackers: 64, MaxProcessorTrackers: 256},
 	}
 }
 
@@ -76,10 +67,7 @@ func (c Config) Validate() error {
 	if _, err := jetstream.ParseStorage(c.TaskStore.Storage); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Limits.MaxLightTrackers < 0 || c.Limits.MaxHeavyTrackers < 0 || c.Limits.MaxProcessorTrackers < 0 {
-		errs = append(errs, errors.New("worker.limits: must not be negative"))
-	}
-	errs = append(errs, c.Discovery.Validate(), c.Logs.Validate(), c.Health.Validate())
+	errs = append(errs, c.Discovery.Validate(), c.Logs.Validate(), c.Health.Validate(), c.TaskTracker.Validate(), c.ProcessorTracker.Validate())
 	return errors.Join(errs...)
 }
 
@@ -87,14 +75,5 @@ func (c *Config) fill() {
 	d := Default()
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = d.DrainTimeout
-	}
-	if c.Limits.MaxLightTrackers == 0 {
-		c.Limits.MaxLightTrackers = d.Limits.MaxLightTrackers
-	}
-	if c.Limits.MaxHeavyTrackers == 0 {
-		c.Limits.MaxHeavyTrackers = d.Limits.MaxHeavyTrackers
-	}
-	if c.Limits.MaxProcessorTrackers == 0 {
-		c.Limits.MaxProcessorTrackers = d.Limits.MaxProcessorTrackers
 	}
 }

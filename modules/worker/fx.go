@@ -9,6 +9,7 @@ import (
 	"github.com/jetworker/jetworker/modules/health"
 	"github.com/jetworker/jetworker/modules/mailbox"
 	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/processor"
 )
 
 // Params are what worker.Module takes from the graph: the config, the NATS
@@ -18,6 +19,7 @@ type Params struct {
 	Config     Config
 	Conn       *natsconn.Conn
 	Log        *slog.Logger
+	Processors []processor.Named    `group:"processors"`
 	Routes     []mailbox.Route      `group:"mailbox_routes"`
 	Collectors []health.Collector   `group:"health_collectors"`
 	Listeners  []discovery.Listener `group:"discovery_listeners"`
@@ -28,10 +30,18 @@ type Params struct {
 // (and stops it before the connection drains).
 var Module = fx.Module("worker",
 	fx.Provide(func(p Params) (*Worker, error) {
-		return New(p.Config, p.Conn, p.Log, Options{Routes: p.Routes, Collectors: p.Collectors, Listeners: p.Listeners, Extensions: p.Extensions})
+		return New(p.Config, p.Conn, p.Log, Options{Processors: p.Processors, Routes: p.Routes, Collectors: p.Collectors, Listeners: p.Listeners, Extensions: p.Extensions})
 	}),
 	fx.Invoke(func(lc fx.Lifecycle, w *Worker) { lc.Append(fx.StartStopHook(w.Start, w.Stop)) }),
 )
+
+// AsProcessor registers a Go processor under name in the processors group.
+// Duplicate names make the worker fail to start with
+// processor.ErrDuplicateProcessor; a nil processor is an error too.
+func AsProcessor(name string, p processor.Processor) fx.Option {
+	named := processor.Named{Name: name, Processor: p}
+	return fx.Provide(fx.Annotated{Group: "processors", Target: func() processor.Named { return named }})
+}
 
 // AsCollector registers a health metric collector constructor in the
 // health_collectors group.

@@ -22,6 +22,9 @@ import (
 	"github.com/jetworker/jetworker/modules/logs"
 	"github.com/jetworker/jetworker/modules/mailbox"
 	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/processor"
+	"github.com/jetworker/jetworker/modules/processortracker"
+	"github.com/jetworker/jetworker/modules/tasktracker"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -42,6 +45,11 @@ type Extension interface {
 
 // Options are the pluggable parts of a worker.
 type Options struct {
+	// Processors are the Go processors this worker runs, by name.
+	Processors []processor.Named
+	// Loader, when set, finds processors instead of the registry built
+	// from Processors (the container module wraps the registry).
+	Loader     processor.Loader
 	Routes     []mailbox.Route
 	Collectors []health.Collector
 	Listeners  []discovery.Listener
@@ -61,6 +69,11 @@ type Worker struct {
 	Logs      *logs.Handler
 	Health    *health.Reporter
 	Tasks     njs.KeyValue // task_info bucket, set at start
+	// Registry holds the Go processors; Trackers and Executors are the
+	// execution engine (TaskTracker and ProcessorTracker roles).
+	Registry  *processor.Registry
+	Trackers  *tasktracker.Manager
+	Executors *processortracker.Pool
 
 	routes   []mailbox.Route
 	drainers []Drainer
@@ -101,7 +114,31 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	if w.Health, err = health.New(cfg.Health, id, conn, w.Discovery.Current, BuildVersion, log, opts.Collectors, nil); err != nil {
 		return nil, err
 	}
-	w.Health.AddSource(health.SourceFunc(func(hb *subjects.Heartbeat) { hb.LogLinesDrop = w.Logs.Stats().Dropped }))
+	if w.Registry, err = processor.NewRegistry(opts.Processors...); err != nil {
+		return nil, err
+	}
+	loader := opts.Loader
+	if loader == nil {
+		loader = w.Registry
+	}
+	if w.Executors, err = processortracker.New(cfg.ProcessorTracker, id, conn, loader, w.Logs, log); err != nil {
+		return nil, err
+	}
+	if w.Trackers, err = tasktracker.New(cfg.TaskTracker, id, conn, loader, w.Logs, w.Discovery.Current, func() njs.KeyValue { return w.Tasks }, log); err != nil {
+		return nil, err
+	}
+	w.Discovery.AddListener(w.Trackers)
+	w.routes = append(w.routes, w.Trackers.Routes()...)
+	w.routes = append(w.routes, w.Executors.Routes()...)
+	// Drain the instances this worker tracks first (they need the
+	// processor trackers), then the tasks it runs for others.
+	w.drainers = append(w.drainers, w.Trackers, w.Executors)
+	w.Health.AddSource(health.SourceFunc(func(hb *subjects.Heartbeat) {
+		hb.LogLinesDrop = w.Logs.Stats().Dropped
+		hb.LightTrackers, hb.HeavyTrackers, _ = w.Trackers.Counts()
+		hb.ProcTrackers = w.Executors.Count()
+		hb.Overloaded = hb.Overloaded || w.Trackers.Overloaded() || w.Executors.Overloaded()
+	}))
 	for _, ext := range opts.Extensions {
 		if err := ext.Attach(w); err != nil {
 			return nil, fmt.Errorf("worker extension: %w", err)
@@ -112,15 +149,20 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	}
 	// Start order (stop is the reverse, after the drain step):
 	// discovery (assert, id, acquire) → mailboxes → log handler →
-	// task_info store → health reporter.
+	// task_info store → execution engine → health reporter.
 	w.steps = []step{
 		{"discovery", w.Discovery.Start, w.Discovery.Stop},
 		{"mailbox", w.Router.Start, w.Router.Stop},
 		{"logs", w.Logs.Start, w.Logs.Stop},
 		{"task_store", w.openTasks, nil},
+		{"execution", w.Executors.Start, w.stopExecution},
 		{"health", w.Health.Start, w.Health.Stop},
 	}
 	return w, nil
+}
+
+func (w *Worker) stopExecution(ctx context.Context) error {
+	return errors.Join(w.Trackers.Stop(ctx), w.Executors.Stop(ctx))
 }
 
 // Config returns the effective configuration.

@@ -1,0 +1,264 @@
+package processortracker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetworker/jetworker/modules/processor"
+	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// tracker runs one instance's tasks on this worker.
+type tracker struct {
+	pool       *Pool
+	instanceID string
+	job        subjects.JobSpec
+	params     string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	trackerID  string // the task tracker's worker id
+	epoch      uint64
+	proc       processor.Processor
+	lethal     string
+	queue      chan subjects.TaskSpec
+	known      map[string]int // queued or running task id → attempt
+	running    int
+	lastActive time.Time
+	closed     bool
+
+	pending []subjects.TaskReport // results not yet acknowledged
+	kick    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newTracker(p *Pool, req *subjects.StartTasks) *tracker {
+	conc := req.Job.Concurrency
+	if conc <= 0 {
+		conc = 5
+	}
+	conc = min(conc, p.cfg.MaxConcurrency)
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &tracker{pool: p, instanceID: req.InstanceID, job: req.Job, params: req.Params, ctx: ctx, cancel: cancel,
+		trackerID: req.TrackerID, epoch: req.Epoch, queue: make(chan subjects.TaskSpec, p.cfg.QueueSize+conc),
+		known: map[string]int{}, lastActive: time.Now(), kick: make(chan struct{}, 1)}
+	tr.wg.Add(conc + 1)
+	for range conc {
+		go tr.work()
+	}
+	go tr.reportLoop()
+	return tr
+}
+
+// load resolves the processor once; a failure makes the tracker lethal:
+// every task fails with the reason (PowerJob's lethal state) instead of
+// hanging the instance.
+func (t *tracker) load(ctx context.Context) {
+	p, err := t.pool.loader.Load(ctx, t.job.ProcessorType, t.job.Processor)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		t.lethal = fmt.Sprintf("cannot load processor %q on worker %s: %v", t.job.Processor, t.pool.id.WorkerID, err)
+		t.pool.log.Warn("processor load failed", "instance_id", t.instanceID, "err", err)
+		return
+	}
+	t.proc = p
+}
+
+// follow switches reports to a newer task tracker (after a resume).
+func (t *tracker) follow(trackerID string, epoch uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if epoch > t.epoch || epoch == t.epoch && trackerID != "" {
+		if trackerID != t.trackerID {
+			t.pool.log.Info("following new task tracker", "instance_id", t.instanceID, "tracker", trackerID, "epoch", epoch)
+		}
+		t.trackerID, t.epoch = trackerID, epoch
+		t.kickReports()
+	}
+}
+
+func (t *tracker) accept(tasks []subjects.TaskSpec) *subjects.StartTasksReply {
+	reply := &subjects.StartTasksReply{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastActive = time.Now()
+	for _, task := range tasks {
+		if t.closed {
+			reply.Rejected = append(reply.Rejected, task.TaskID)
+			reply.Reason = "instance stopped on this worker"
+			continue
+		}
+		if att, ok := t.known[task.TaskID]; ok && att >= task.Attempt {
+			reply.Accepted++ // duplicate dispatch: already queued or running
+			continue
+		}
+		if t.lethal != "" {
+			t.pending = append(t.pending, subjects.TaskReport{TaskID: task.TaskID, Attempt: task.Attempt, State: subjects.TaskFailed, Result: t.lethal})
+			reply.Accepted++
+			continue
+		}
+		select {
+		case t.queue <- task:
+			t.known[task.TaskID] = task.Attempt
+			reply.Accepted++
+		default:
+			reply.Rejected = append(reply.Rejected, task.TaskID)
+			reply.Reason = fmt.Sprintf("queue full (%d)", cap(t.queue))
+		}
+	}
+	if len(t.pending) > 0 {
+		t.kickReports()
+	}
+	return reply
+}
+
+func (t *tracker) work() {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case task := <-t.queue:
+			t.mu.Lock()
+			t.running++
+			t.mu.Unlock()
+			rep := t.execute(task)
+			t.mu.Lock()
+			t.running--
+			delete(t.known, task.TaskID)
+			t.lastActive = time.Now()
+			if t.ctx.Err() == nil {
+				t.pending = append(t.pending, rep)
+				t.kickReports()
+			}
+			t.mu.Unlock()
+			t.pool.executed.Add(1)
+		}
+	}
+}
+
+func (t *tracker) execute(task subjects.TaskSpec) subjects.TaskReport {
+	var m processor.Mapper
+	if t.job.ExecuteType == subjects.ExecMap || t.job.ExecuteType == subjects.ExecMapReduce {
+		m = mapper{t}
+	}
+	tc := processor.NewTaskContext(m)
+	tc.JobID, tc.InstanceID, tc.TaskID, tc.TaskName = t.job.JobID, t.instanceID, task.TaskID, task.TaskName
+	tc.JobParams, tc.InstanceParams = t.job.Params, t.params
+	tc.MaxRetry, tc.CurrentRetry, tc.Payload = t.job.TaskRetries, task.Attempt, task.Payload
+	if t.pool.logs != nil {
+		tc.Logger = t.pool.logs.Logger(t.instanceID, task.TaskID)
+	}
+	t.mu.Lock()
+	proc := t.proc
+	t.mu.Unlock()
+	res := processor.Run(t.ctx, t.pool.cfg.MaxResultBytes, func(ctx context.Context) (processor.Result, error) {
+		return proc.Process(ctx, tc)
+	})
+	state := subjects.TaskSucceeded
+	if !res.Success {
+		state = subjects.TaskFailed
+	}
+	return subjects.TaskReport{TaskID: task.TaskID, Attempt: task.Attempt, State: state, Result: res.Message}
+}
+
+func (t *tracker) kickReports() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reportLoop sends pending results, as many as ReportBatch at once, until
+// acknowledged; results arriving during a send form the next batch.
+func (t *tracker) reportLoop() {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-t.kick:
+		}
+		for t.ctx.Err() == nil {
+			t.mu.Lock()
+			n := min(len(t.pending), t.pool.cfg.ReportBatch)
+			if n == 0 {
+				t.mu.Unlock()
+				t.pool.notifyIdle()
+				break
+			}
+			batch := append([]subjects.TaskReport(nil), t.pending[:n]...)
+			t.mu.Unlock()
+			req := &subjects.TaskReports{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Reports: batch}
+			err := rpc.UntilAcked(t.ctx, t.pool.conn.NC(), t.target(subjects.VerbReport), req, &subjects.Ack{}, t.pool.cfg.RequestTimeout,
+				subjects.CodeNotFound, subjects.CodeBadRequest)
+			t.mu.Lock()
+			t.pending = t.pending[n:]
+			if len(t.pending) == 0 {
+				t.pending = nil // let the backing array go
+			}
+			t.mu.Unlock()
+			if err != nil && t.ctx.Err() == nil {
+				// The tracker no longer knows the instance: it ended.
+				t.pool.log.Debug("reports refused", "instance_id", t.instanceID, "err", err)
+			}
+		}
+	}
+}
+
+// target returns the subject of a task-tracker verb of the current tracker.
+func (t *tracker) target(verb string) func() string {
+	return func() string {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return subjects.WorkerVerb(t.pool.id.App, t.trackerID, subjects.MailboxTaskTracker, verb)
+	}
+}
+
+func (t *tracker) idleFor() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.running > 0 || len(t.queue) > 0 || len(t.pending) > 0 {
+		return 0
+	}
+	return time.Since(t.lastActive)
+}
+
+func (t *tracker) isIdle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.running == 0 && len(t.queue) == 0 && len(t.pending) == 0
+}
+
+func (t *tracker) sendStatus() {
+	t.mu.Lock()
+	st := &subjects.PTStatus{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Running: t.running, Queued: len(t.queue), Lethal: t.lethal}
+	subj := subjects.WorkerVerb(t.pool.id.App, t.trackerID, subjects.MailboxTaskTracker, subjects.VerbPTStatus)
+	t.mu.Unlock()
+	data, err := subjects.Marshal(st)
+	if err == nil {
+		_ = t.pool.conn.NC().PublishMsg(&nats.Msg{Subject: subj, Data: data})
+	}
+}
+
+// close cancels every task's context and waits for the goroutines.
+func (t *tracker) close(why string) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	t.mu.Unlock()
+	t.cancel()
+	t.wg.Wait()
+	t.pool.log.Debug("processor tracker released", "instance_id", t.instanceID, "reason", why)
+}

@@ -1,0 +1,210 @@
+package tasktracker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// keepRecent is how many sub-instance results a frequent instance keeps.
+const keepRecent = 10
+
+// frequent runs a fixed-rate or fixed-delay job as sub-instances 1, 2, 3…
+// Fixed rate starts sub-instance n at start + (n-1)·period on this worker's
+// monotonic clock (no drift), skipping a start while MaxInstances are still
+// running; fixed delay waits the delay after each run ends (PowerJob's
+// drifts to twice the delay). It runs until stopped, the server is lost, or
+// the worker drains.
+type frequent struct {
+	m      *Manager
+	run    subjects.RunInstance
+	period time.Duration
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	running   int
+	started   int64
+	skipped   int64
+	recent    []subjects.SubInstance
+	stopState subjects.InstanceState
+	stopWhy   string
+	abandoned bool
+	lastProg  time.Time
+	wg        sync.WaitGroup
+}
+
+func (m *Manager) startFrequent(run *subjects.RunInstance) *frequent {
+	ctx, cancel := context.WithCancel(m.ctx)
+	f := &frequent{m: m, run: *run, period: time.Duration(run.Job.PeriodMS) * time.Millisecond, ctx: ctx, cancel: cancel}
+	go f.loop()
+	return f
+}
+
+func (f *frequent) kind() kind    { return kindFrequent }
+func (f *frequent) epoch() uint64 { return f.run.Epoch }
+
+func (f *frequent) loop() {
+	if f.run.Job.TimeType == subjects.TimeFixedDelay {
+		f.fixedDelay()
+	} else {
+		f.fixedRate()
+	}
+	f.wg.Wait()
+	f.mu.Lock()
+	state, why, abandoned := f.stopState, f.stopWhy, f.abandoned
+	recent := append([]subjects.SubInstance(nil), f.recent...)
+	f.mu.Unlock()
+	if abandoned {
+		f.m.forget(f.run.InstanceID)
+		return
+	}
+	if state == 0 {
+		state, why = subjects.InstanceStopped, "stopped"
+	}
+	f.m.finish(&subjects.InstanceStatus{InstanceID: f.run.InstanceID, JobID: f.run.Job.JobID, State: state, Result: why,
+		Recent: recent, Counts: f.counts(), Epoch: f.run.Epoch}, nil)
+}
+
+func (f *frequent) fixedRate() {
+	maxRunning := max(f.run.Job.MaxInstances, 1)
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for n := int64(1); ; n++ {
+		due := start.Add(time.Duration(n-1) * f.period)
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-f.ctx.Done():
+				return
+			}
+		} else if f.ctx.Err() != nil {
+			return
+		}
+		if late := time.Since(due); late > f.period {
+			// Fell behind by whole periods (a pause): skip the missed
+			// starts instead of firing them in a burst.
+			missed := int64(late / f.period)
+			f.mu.Lock()
+			f.skipped += missed
+			f.mu.Unlock()
+			n += missed
+			due = start.Add(time.Duration(n-1) * f.period)
+		}
+		f.mu.Lock()
+		if f.running >= maxRunning {
+			f.skipped++
+			f.mu.Unlock()
+			continue
+		}
+		f.running++
+		f.started++
+		f.mu.Unlock()
+		f.wg.Add(1)
+		go func(n int64) {
+			defer f.wg.Done()
+			f.runSub(n)
+		}(n)
+	}
+}
+
+func (f *frequent) fixedDelay() {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for n := int64(1); f.ctx.Err() == nil; n++ {
+		f.mu.Lock()
+		f.running++
+		f.started++
+		f.mu.Unlock()
+		f.runSub(n)
+		timer.Reset(f.period) // measured from the end of the run
+		select {
+		case <-timer.C:
+		case <-f.ctx.Done():
+			return
+		}
+	}
+}
+
+func (f *frequent) runSub(n int64) {
+	sub := subjects.SubInstance{ID: n, State: subjects.InstanceRunning, StartMS: time.Now().UnixMilli()}
+	var attempt int
+	var mu sync.Mutex
+	res := runTaskSub(f.ctx, f.m, &f.run, n, &attempt, &mu)
+	sub.EndMS = time.Now().UnixMilli()
+	sub.State, sub.Result = subjects.InstanceSucceeded, res.Message
+	if !res.Success {
+		sub.State = subjects.InstanceFailed
+	}
+	f.mu.Lock()
+	f.running--
+	if f.ctx.Err() != nil && f.stopState != 0 {
+		sub.State = subjects.InstanceStopped
+	}
+	f.recent = append(f.recent, sub)
+	if len(f.recent) > keepRecent {
+		f.recent = append(f.recent[:0:0], f.recent[len(f.recent)-keepRecent:]...)
+	}
+	report := time.Since(f.lastProg) >= f.m.cfg.ProgressInterval
+	if report {
+		f.lastProg = time.Now()
+	}
+	st := &subjects.InstanceStatus{InstanceID: f.run.InstanceID, JobID: f.run.Job.JobID, State: subjects.InstanceRunning,
+		Recent: append([]subjects.SubInstance(nil), f.recent...), Counts: f.countsLocked(), Epoch: f.run.Epoch}
+	f.mu.Unlock()
+	if report {
+		f.m.progress(st)
+	}
+}
+
+func (f *frequent) counts() subjects.TaskCounts {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.countsLocked()
+}
+
+func (f *frequent) countsLocked() subjects.TaskCounts {
+	c := subjects.TaskCounts{Total: f.started, Running: int64(f.running)}
+	for _, s := range f.recent {
+		if s.State == subjects.InstanceSucceeded {
+			c.Succeeded++
+		} else if s.State.Final() {
+			c.Failed++
+		}
+	}
+	return c
+}
+
+func (f *frequent) stop(state subjects.InstanceState, reason string) {
+	f.mu.Lock()
+	if f.stopState == 0 {
+		f.stopState, f.stopWhy = state, reason
+	}
+	f.mu.Unlock()
+	f.cancel()
+}
+
+func (f *frequent) abandon() {
+	f.mu.Lock()
+	f.abandoned = true
+	f.mu.Unlock()
+	f.cancel()
+}
+
+func (f *frequent) detail(int, int) *subjects.InstanceDetail {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &subjects.InstanceDetail{State: subjects.InstanceRunning, Counts: f.countsLocked(), Recent: append([]subjects.SubInstance(nil), f.recent...)}
+}
+
+// Skipped reports sub-instance starts skipped (max instances reached or a
+// pause), for tests and benchmarks.
+func (f *frequent) Skipped() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.skipped
+}

@@ -1,0 +1,430 @@
+// Package tasktracker is PowerJob's TaskTracker: the per-instance
+// coordinator on the worker the server picked. Light trackers run
+// standalone jobs in-process with no task_info writes; heavy trackers run
+// broadcast, map and map-reduce instances over the processor trackers of the
+// allowed workers with task_info in JetStream KV; frequent trackers run
+// fixed-rate and fixed-delay jobs as numbered sub-instances.
+//
+// Everything is event-driven: a task result or a map request moves an
+// instance on at once (PowerJob polls every 5 s and 13 s). The final status
+// is a request to the owning server retried until acknowledged (PowerJob
+// drops it after 5 failures).
+package tasktracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/modules/identity"
+	"github.com/jetworker/jetworker/modules/logs"
+	"github.com/jetworker/jetworker/modules/mailbox"
+	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/processor"
+	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// tracker is what the manager holds per instance.
+type tracker interface {
+	kind() kind
+	// stop ends the instance with a final state (STOPPED, or FAILED on a
+	// time limit) and returns at once.
+	stop(state subjects.InstanceState, reason string)
+	detail(offset, limit int) *subjects.InstanceDetail
+	epoch() uint64
+}
+
+type kind int
+
+const (
+	kindLight kind = iota
+	kindHeavy
+	kindFrequent
+)
+
+// Manager holds this worker's task trackers and serves the task-tracker
+// mailbox.
+type Manager struct {
+	cfg    Config
+	id     *identity.Identity
+	conn   *natsconn.Conn
+	loader processor.Loader
+	logs   *logs.Handler
+	server func() string // current owning server
+	log    *slog.Logger
+	kv     func() jetstream.KeyValue
+
+	mu       sync.Mutex
+	trackers map[string]tracker
+	counts   [3]int
+	draining bool
+	idle     *sync.Cond
+
+	finals   sync.WaitGroup
+	seq      atomic.Uint64
+	finished atomic.Uint64
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+// New builds a manager. server returns the owning server's id; kv returns
+// the task_info bucket (opened by the worker at start).
+func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processor.Loader, lh *logs.Handler,
+	server func() string, kv func() jetstream.KeyValue, log *slog.Logger) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.fill()
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{cfg: cfg, id: id, conn: conn, loader: loader, logs: lh, server: server, kv: kv, trackers: map[string]tracker{},
+		ctx: ctx, cancel: cancel, log: log.With("component", "task-tracker", "worker_id", id.WorkerID)}
+	m.idle = sync.NewCond(&m.mu)
+	return m, nil
+}
+
+// Routes are the task-tracker mailbox verbs.
+func (m *Manager) Routes() []mailbox.Route {
+	r := func(verb string, h mailbox.Handler) mailbox.Route {
+		return mailbox.Route{Mailbox: subjects.MailboxTaskTracker, Verb: verb, Handler: h}
+	}
+	return []mailbox.Route{
+		r(subjects.VerbRun, m.handleRun),
+		r(subjects.VerbResume, m.handleRun),
+		r(subjects.VerbStop, m.handleStop),
+		r(subjects.VerbQuery, m.handleQuery),
+		r(subjects.VerbReport, m.handleReport),
+		r(subjects.VerbMap, m.handleMap),
+		r(subjects.VerbPTStatus, m.handlePTStatus),
+	}
+}
+
+// Counts returns the trackers by kind: light, heavy, frequent.
+func (m *Manager) Counts() (light, heavy, frequent int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[kindLight], m.counts[kindHeavy], m.counts[kindFrequent]
+}
+
+// Overloaded reports whether any kind is at its limit.
+func (m *Manager) Overloaded() bool {
+	l, h, f := m.Counts()
+	return l >= m.cfg.MaxLight || h >= m.cfg.MaxHeavy || f >= m.cfg.MaxFrequent
+}
+
+// Finished counts instances whose final status the server acknowledged.
+func (m *Manager) Finished() uint64 { return m.finished.Load() }
+
+func (m *Manager) limit(k kind) int {
+	switch k {
+	case kindHeavy:
+		return m.cfg.MaxHeavy
+	case kindFrequent:
+		return m.cfg.MaxFrequent
+	}
+	return m.cfg.MaxLight
+}
+
+func kindOf(job *subjects.JobSpec) kind {
+	switch {
+	case job.TimeType.Frequent():
+		return kindFrequent
+	case job.ExecuteType == subjects.ExecStandalone:
+		return kindLight
+	}
+	return kindHeavy
+}
+
+func (m *Manager) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var run subjects.RunInstance
+	if err := subjects.Unmarshal(msg.Data, &run); err != nil {
+		return nil, err
+	}
+	k := kindOf(&run.Job)
+	m.mu.Lock()
+	if t, ok := m.trackers[run.InstanceID]; ok {
+		m.mu.Unlock()
+		if run.Epoch > t.epoch() {
+			return nil, subjects.Errorf(subjects.CodeConflict, "instance %s is tracked here at epoch %d", run.InstanceID, t.epoch())
+		}
+		return &subjects.RunReply{WorkerID: m.id.WorkerID, Already: true}, nil
+	}
+	if m.draining {
+		m.mu.Unlock()
+		return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s is draining", m.id.WorkerID)
+	}
+	if m.counts[k] >= m.limit(k) {
+		m.mu.Unlock()
+		return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s tracks %d instances of this kind, limit %d", m.id.WorkerID, m.counts[k], m.limit(k))
+	}
+	m.counts[k]++
+	m.trackers[run.InstanceID] = placeholder{}
+	m.mu.Unlock()
+
+	var t tracker
+	var err error
+	switch k {
+	case kindLight:
+		t = m.startLight(&run)
+	case kindFrequent:
+		t = m.startFrequent(&run)
+	default:
+		t, err = m.startHeavy(ctx, &run)
+	}
+	m.mu.Lock()
+	if err != nil {
+		delete(m.trackers, run.InstanceID)
+		m.counts[k]--
+		m.mu.Unlock()
+		return nil, err
+	}
+	if _, ok := m.trackers[run.InstanceID].(placeholder); ok {
+		m.trackers[run.InstanceID] = t
+	}
+	m.mu.Unlock()
+	return &subjects.RunReply{WorkerID: m.id.WorkerID}, nil
+}
+
+// placeholder reserves an instance id while its tracker starts.
+type placeholder struct{}
+
+func (placeholder) kind() kind                          { return kindLight }
+func (placeholder) stop(subjects.InstanceState, string) {}
+func (placeholder) detail(int, int) *subjects.InstanceDetail {
+	return &subjects.InstanceDetail{State: subjects.InstanceWaitingWorker}
+}
+func (placeholder) epoch() uint64 { return 0 }
+
+func (m *Manager) get(instanceID string) (tracker, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.trackers[instanceID]
+	if !ok {
+		return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s is not tracked by worker %s", instanceID, m.id.WorkerID)
+	}
+	return t, nil
+}
+
+func (m *Manager) handleStop(_ context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.StopInstance
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	t, err := m.get(req.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	t.stop(subjects.InstanceStopped, orDefault(req.Reason, "stopped by request"))
+	return &subjects.Ack{}, nil
+}
+
+func (m *Manager) handleQuery(_ context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.QueryInstance
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	t, err := m.get(req.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	d := t.detail(req.Offset, req.Limit)
+	d.InstanceID, d.WorkerID = req.InstanceID, m.id.WorkerID
+	return d, nil
+}
+
+// heavyFor returns the heavy tracker of an instance, or a typed not_found.
+func (m *Manager) heavyFor(instanceID string) (*heavy, error) {
+	t, err := m.get(instanceID)
+	if err != nil {
+		return nil, err
+	}
+	h, ok := t.(*heavy)
+	if !ok {
+		return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s has no task tracker for tasks here", instanceID)
+	}
+	return h, nil
+}
+
+func (m *Manager) handleReport(_ context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.TaskReports
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	h, err := m.heavyFor(req.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	h.onReports(msg, &req)
+	return nil, mailbox.ErrDeferred
+}
+
+func (m *Manager) handleMap(_ context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.MapRequest
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	h, err := m.heavyFor(req.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	h.onMap(msg, &req)
+	return nil, mailbox.ErrDeferred
+}
+
+func (m *Manager) handlePTStatus(_ context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.PTStatus
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	if h, err := m.heavyFor(req.InstanceID); err == nil {
+		h.onPTStatus(&req)
+	}
+	return nil, nil
+}
+
+// progress publishes a RUNNING report (best effort).
+func (m *Manager) progress(st *subjects.InstanceStatus) {
+	srv := m.server()
+	if srv == "" {
+		return
+	}
+	st.WorkerID, st.Seq = m.id.WorkerID, m.seq.Add(1)
+	data, err := subjects.Marshal(st)
+	if err != nil {
+		return
+	}
+	_ = m.conn.NC().Publish(subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatus), data)
+}
+
+// finish reports the final status until the server acknowledges it, then
+// runs cleanup and forgets the instance. It returns at once.
+func (m *Manager) finish(st *subjects.InstanceStatus, cleanup func(context.Context)) {
+	st.WorkerID, st.Seq = m.id.WorkerID, m.seq.Add(1)
+	m.finals.Add(1)
+	go func() {
+		defer m.finals.Done()
+		target := func() string {
+			if srv := m.server(); srv != "" {
+				return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatus)
+			}
+			return ""
+		}
+		err := rpc.UntilAcked(m.ctx, m.conn.NC(), target, st, &subjects.Ack{}, 5*time.Second, subjects.CodeBadRequest)
+		if err != nil {
+			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", st.InstanceID, "state", st.State, "err", err)
+		} else {
+			m.finished.Add(1)
+			if cleanup != nil {
+				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				cleanup(cctx)
+				cancel()
+			}
+		}
+		m.forget(st.InstanceID)
+	}()
+}
+
+func (m *Manager) forget(instanceID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.trackers[instanceID]; ok {
+		delete(m.trackers, instanceID)
+		m.counts[t.kind()]--
+		m.idle.Broadcast()
+	}
+}
+
+// ServerLost stops the frequent trackers: their server can no longer follow
+// them, and it restarts them elsewhere (discovery.Listener).
+func (m *Manager) ServerLost(last string) {
+	m.mu.Lock()
+	var list []tracker
+	for _, t := range m.trackers {
+		if t.kind() == kindFrequent {
+			list = append(list, t)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range list {
+		t.stop(subjects.InstanceFailed, "server "+last+" lost")
+	}
+}
+
+// ServerChanged implements discovery.Listener; reports follow
+// server() on their own.
+func (m *Manager) ServerChanged(string, string) {}
+
+// Drain stops taking instances and waits for those running to end and
+// their final status to be acknowledged, or ctx to end. Frequent
+// instances never end on their own: they are stopped.
+func (m *Manager) Drain(ctx context.Context) error {
+	m.mu.Lock()
+	m.draining = true
+	var freq []tracker
+	for _, t := range m.trackers {
+		if t.kind() == kindFrequent {
+			freq = append(freq, t)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range freq {
+		t.stop(subjects.InstanceFailed, "worker "+m.id.WorkerID+" stopping")
+	}
+	stop := context.AfterFunc(ctx, func() {
+		m.mu.Lock()
+		m.idle.Broadcast()
+		m.mu.Unlock()
+	})
+	defer stop()
+	m.mu.Lock()
+	for ctx.Err() == nil && len(m.trackers) > 0 {
+		m.idle.Wait()
+	}
+	n := len(m.trackers)
+	m.mu.Unlock()
+	if n > 0 {
+		return fmt.Errorf("task trackers: %d instances still running at drain deadline", n)
+	}
+	return nil
+}
+
+// Stop cancels what remains (instances left to the server's failover) and
+// waits for the reporting goroutines.
+func (m *Manager) Stop(context.Context) error {
+	m.mu.Lock()
+	list := make([]tracker, 0, len(m.trackers))
+	for _, t := range m.trackers {
+		list = append(list, t)
+	}
+	m.mu.Unlock()
+	for _, t := range list {
+		if h, ok := t.(*heavy); ok {
+			h.abandon()
+		}
+		if l, ok := t.(interface{ abandon() }); ok && t.kind() != kindHeavy {
+			l.abandon()
+		}
+	}
+	m.cancel()
+	m.finals.Wait()
+	return nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+var errStopped = errors.New("tasktracker: instance stopped")

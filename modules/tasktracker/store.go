@@ -1,0 +1,150 @@
+package tasktracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
+	jwjs "github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// record is a task_info entry: PowerJob's task_info row.
+type record struct {
+	Name      string             `msgpack:"name"`
+	State     subjects.TaskState `msgpack:"state"`
+	Attempt   int                `msgpack:"attempt"`
+	Worker    string             `msgpack:"worker"`
+	Result    string             `msgpack:"result"`
+	Payload   []byte             `msgpack:"payload"`
+	CreatedMS int64              `msgpack:"created_ms"`
+	UpdatedMS int64              `msgpack:"updated_ms"`
+}
+
+// metaKey holds the RunInstance of a heavy instance, for resume.
+const metaTask = "meta"
+
+// store writes task_info entries with asynchronous JetStream publishes, so
+// that a batch of N writes costs one round trip, not N.
+type store struct {
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	prefix string // "$KV.jw_tasks."
+}
+
+func newStore(js jetstream.JetStream, kv jetstream.KeyValue) *store {
+	return &store{js: js, kv: kv, prefix: "$KV." + jwjs.BucketTasks + "."}
+}
+
+func key(instanceID, taskID string) string { return instanceID + "." + taskID }
+
+// put starts a write and returns its ack future.
+func (s *store) put(instanceID, taskID string, r *record) (jetstream.PubAckFuture, error) {
+	b, err := msgpack.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.js.PublishAsync(s.prefix+key(instanceID, taskID), b)
+}
+
+// putMeta writes the instance's run request synchronously.
+func (s *store) putMeta(ctx context.Context, run *subjects.RunInstance) error {
+	b, err := subjects.Marshal(run)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, key(run.InstanceID, metaTask), b)
+	return err
+}
+
+// wait blocks until every future is acknowledged, retrying failed writes
+// (with their data) until they succeed or ctx ends.
+func (s *store) wait(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	for _, f := range futures {
+		for attempt := 0; ; attempt++ {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				if ctx.Err() != nil {
+					return fmt.Errorf("task store: %w (last: %w)", ctx.Err(), err)
+				}
+				msg := f.Msg()
+				select { // back off before re-publishing a failed write
+				case <-time.After(time.Duration(min(attempt+1, 20)) * 50 * time.Millisecond):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				nf, perr := s.js.PublishAsync(msg.Subject, msg.Data)
+				if perr != nil {
+					continue
+				}
+				f = nf
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// purge deletes every entry of an instance.
+func (s *store) purge(ctx context.Context, instanceID string) error {
+	st, err := s.js.Stream(ctx, "KV_"+jwjs.BucketTasks)
+	if err != nil {
+		return err
+	}
+	return st.Purge(ctx, jetstream.WithPurgeSubject(s.prefix+instanceID+".>"))
+}
+
+// errNoEntries is returned by load for an instance with nothing stored.
+var errNoEntries = errors.New("task store: no entries for instance")
+
+// load reads an instance's meta and task entries (for resume): one ordered
+// watch over its keys, not a get per key.
+func (s *store) load(ctx context.Context, instanceID string) (*subjects.RunInstance, map[string]*record, error) {
+	w, err := s.kv.Watch(ctx, instanceID+".>")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	var meta *subjects.RunInstance
+	recs := map[string]*record{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, nil, errors.New("task store: watch closed")
+			}
+			if e == nil { // initial values delivered
+				if meta == nil && len(recs) == 0 {
+					return nil, nil, errNoEntries
+				}
+				return meta, recs, nil
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			taskID := e.Key()[len(instanceID)+1:]
+			if taskID == metaTask {
+				var m subjects.RunInstance
+				if err := subjects.Unmarshal(e.Value(), &m); err == nil {
+					meta = &m
+				}
+				continue
+			}
+			var r record
+			if err := msgpack.Unmarshal(e.Value(), &r); err != nil {
+				return nil, nil, fmt.Errorf("task %s: corrupt entry: %w", e.Key(), err)
+			}
+			recs[taskID] = &r
+		}
+	}
+}
