@@ -17,6 +17,7 @@ import (
 
 	"github.com/jetworker/jetworker/modules/config"
 	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/scheduler"
 	"github.com/jetworker/jetworker/modules/server"
 	"github.com/jetworker/jetworker/modules/worker"
 )
@@ -25,7 +26,7 @@ import (
 // events into slog at debug level.
 func Common(cfg config.File, log *slog.Logger) fx.Option {
 	return fx.Options(
-		fx.Supply(cfg.NATS, cfg.Server, cfg.Worker, log),
+		fx.Supply(cfg.NATS, cfg.Server, cfg.Worker, cfg.Scheduler, log),
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.SlogLogger{Logger: log.With("component", "fx")}
 			l.UseLogLevel(slog.LevelDebug)
@@ -37,7 +38,7 @@ func Common(cfg config.File, log *slog.Logger) fx.Option {
 // Server is the scheduler server process: NATS (embedded or external) and
 // the server module.
 func Server(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
-	return fx.Options(Common(cfg, log), natsconn.Module, server.Module,
+	return fx.Options(Common(cfg, log), natsconn.Module, server.Module, scheduler.Module,
 		fx.Invoke(func(*server.Server) {}), fx.Options(extra...))
 }
 

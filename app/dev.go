@@ -13,6 +13,7 @@ import (
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/config"
 	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/scheduler"
 	"github.com/jetworker/jetworker/modules/server"
 	"github.com/jetworker/jetworker/modules/worker"
 )
@@ -30,10 +31,11 @@ type DevOptions struct {
 
 // Dev is the running dev stack.
 type Dev struct {
-	Conn    *natsconn.Conn
-	Server  *server.Server
-	Workers []*worker.Worker
-	App     string
+	Conn      *natsconn.Conn
+	Server    *server.Server
+	Scheduler *scheduler.Scheduler
+	Workers   []*worker.Worker
+	App       string
 }
 
 // DevStack is embedded NATS + server + N workers + a registered app, in
@@ -46,9 +48,9 @@ func DevStack(cfg config.File, log *slog.Logger, o DevOptions) fx.Option {
 		o.Workers = 2
 	}
 	cfg.Worker.App = o.App
-	return fx.Options(Common(cfg, log), natsconn.Module, server.Module,
-		fx.Invoke(func(lc fx.Lifecycle, conn *natsconn.Conn, srv *server.Server) error {
-			d := &Dev{Conn: conn, Server: srv, App: o.App}
+	return fx.Options(Common(cfg, log), natsconn.Module, server.Module, scheduler.Module,
+		fx.Invoke(func(lc fx.Lifecycle, conn *natsconn.Conn, srv *server.Server, sch *scheduler.Scheduler) error {
+			d := &Dev{Conn: conn, Server: srv, Scheduler: sch, App: o.App}
 			// After the server: register the app, then start the workers
 			// (in reverse at stop: workers drain before the server stops).
 			lc.Append(fx.Hook{OnStart: func(ctx context.Context) error {

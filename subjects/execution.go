@@ -441,3 +441,39 @@ func (m *PTStatus) Validate() error {
 	}
 	return ValidToken(m.InstanceID)
 }
+
+// Server verbs of the scheduler (jw.<app>.server.<serverId>.<verb>),
+// addressed to the app's owner.
+const (
+	VerbRunJob  = "run"  // client → owner: RunJob, reply RunJobReply
+	VerbStopRun = "stop" // client → owner: StopInstance, reply Ack
+)
+
+// RunJob asks the owning server to run a job definition once now.
+type RunJob struct {
+	Proto
+	App    string  `msgpack:"app"`
+	Job    JobSpec `msgpack:"job"`
+	Params string  `msgpack:"instance_params"`
+}
+
+// Validate checks the app and the job.
+func (m *RunJob) Validate() error {
+	if err := ValidToken(m.App); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if m.Job.TimeType == "" {
+		m.Job.TimeType = TimeAPI
+	}
+	return m.Job.Validate()
+}
+
+// RunJobReply names the new instance.
+type RunJobReply struct {
+	Proto
+	InstanceID    string `msgpack:"instance_id"`
+	TrackerWorker string `msgpack:"tracker_worker"`
+}
+
+// Validate requires the id.
+func (m *RunJobReply) Validate() error { return ValidToken(m.InstanceID) }

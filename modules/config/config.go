@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/scheduler"
 	"github.com/jetworker/jetworker/modules/server"
 	"github.com/jetworker/jetworker/modules/worker"
 )
@@ -28,10 +29,11 @@ import (
 // underscores, e.g. JETWORKER_WORKER_APP, JETWORKER_NATS_URLS (comma
 // separated), JETWORKER_WORKER_DISCOVERY_INTERVAL=5s.
 type File struct {
-	NATS   natsconn.Config `yaml:"nats"`
-	Server server.Config   `yaml:"server"`
-	Worker worker.Config   `yaml:"worker"`
-	Log    Log             `yaml:"log"`
+	NATS      natsconn.Config  `yaml:"nats"`
+	Server    server.Config    `yaml:"server"`
+	Worker    worker.Config    `yaml:"worker"`
+	Scheduler scheduler.Config `yaml:"scheduler"`
+	Log       Log              `yaml:"log"`
 }
 
 // Log configures the process's own log.

@@ -39,8 +39,19 @@ type Server struct {
 	svc     micro.Service
 	hooks   []OwnershipHook
 	endpts  []Endpoint
+	plugins []Plugin
+	started []Plugin
 
 	badMessages atomic.Uint64
+}
+
+// Plugin is a part of the server with its own lifecycle and endpoints (the
+// scheduler). Start runs after the stores are open and before the
+// endpoints serve; Stop runs after they stop.
+type Plugin interface {
+	Start(ctx context.Context, s *Server) error
+	Stop(ctx context.Context) error
+	Endpoints() []Endpoint
 }
 
 // Endpoint is an extra request subject served by this server's micro
@@ -69,6 +80,21 @@ func (s *Server) ID() string { return s.cfg.ID }
 
 // AddHook registers an ownership hook; call before Start.
 func (s *Server) AddHook(h OwnershipHook) { s.hooks = append(s.hooks, h) }
+
+// AddPlugin registers a plugin; call before Start.
+func (s *Server) AddPlugin(p Plugin) { s.plugins = append(s.plugins, p) }
+
+// Logs is the instance log store (nil before Start).
+func (s *Server) Logs() *jetstream.Logs { return s.logs }
+
+// Logger is the server's base logger.
+func (s *Server) Logger() *slog.Logger { return s.base }
+
+// Config returns the effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Conn is the server's NATS connection.
+func (s *Server) Conn() *natsconn.Conn { return s.conn }
 
 // AddEndpoint registers an extra endpoint; call before Start.
 func (s *Server) AddEndpoint(e Endpoint) { s.endpts = append(s.endpts, e) }
@@ -105,7 +131,16 @@ func (s *Server) Start(ctx context.Context) error {
 	for _, h := range s.hooks {
 		s.own.AddHook(h)
 	}
+	for _, p := range s.plugins {
+		if err := p.Start(ctx, s); err != nil {
+			_ = s.Stop(ctx)
+			return err
+		}
+		s.started = append(s.started, p)
+		s.endpts = append(s.endpts, p.Endpoints()...)
+	}
 	if err := s.own.Start(ctx); err != nil {
+		_ = s.Stop(ctx)
 		return err
 	}
 	svc, err := micro.AddService(s.conn.NC(), micro.Config{
@@ -177,6 +212,10 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.own != nil {
 		errs = append(errs, s.own.Stop(ctx))
 	}
+	for i := len(s.started) - 1; i >= 0; i-- {
+		errs = append(errs, s.started[i].Stop(ctx))
+	}
+	s.started = nil
 	return errors.Join(errs...)
 }
 

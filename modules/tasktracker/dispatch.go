@@ -3,6 +3,7 @@ package tasktracker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/rpc"
@@ -59,6 +60,9 @@ func (h *heavy) fill(pt *ptInfo, queue []string) []string {
 	}
 	queue = queue[i:]
 	if len(batch) > 0 {
+		if pt.inflight == 0 {
+			pt.lastSeen = time.Now() // its silence counts from when it holds work
+		}
 		pt.inflight += len(batch)
 		h.send(pt.id, batch)
 	}

@@ -150,6 +150,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	// Start order (stop is the reverse, after the drain step):
 	// discovery (assert, id, acquire) → mailboxes → log handler →
 	// task_info store → execution engine → health reporter.
+	extSteps := w.steps // added by extensions (AddStep) during Attach
 	w.steps = []step{
 		{"discovery", w.Discovery.Start, w.Discovery.Stop},
 		{"mailbox", w.Router.Start, w.Router.Stop},
@@ -158,6 +159,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 		{"execution", w.Executors.Start, w.stopExecution},
 		{"health", w.Health.Start, w.Health.Stop},
 	}
+	w.steps = append(w.steps, extSteps...)
 	return w, nil
 }
 

@@ -1,0 +1,194 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// BucketInstances holds instance records, key = instance id.
+const BucketInstances = "jw_instances"
+
+// Instance is an instance record (PowerJob's instance_info row). Times are
+// the owning server's clock, for people; decisions use the server's own
+// timers.
+type Instance struct {
+	ID            string                 `msgpack:"id"`
+	App           string                 `msgpack:"app"`
+	JobID         string                 `msgpack:"job_id"`
+	Job           subjects.JobSpec       `msgpack:"job"`
+	Params        string                 `msgpack:"params"`
+	State         subjects.InstanceState `msgpack:"state"`
+	ServerID      string                 `msgpack:"server_id"`
+	TrackerWorker string                 `msgpack:"tracker_worker"`
+	Workers       []string               `msgpack:"workers"`
+	Counts        subjects.TaskCounts    `msgpack:"counts"`
+	Result        string                 `msgpack:"result"`
+	Recent        []subjects.SubInstance `msgpack:"recent"`
+	ExpectedMS    int64                  `msgpack:"expected_ms"` // when it should have started
+	TriggerMS     int64                  `msgpack:"trigger_ms"`  // when it was dispatched
+	FinishedMS    int64                  `msgpack:"finished_ms"`
+	RunCount      int                    `msgpack:"run_count"` // dispatches from scratch
+	Epoch         uint64                 `msgpack:"epoch"`     // tracker generation (resumes)
+	LastSeq       uint64                 `msgpack:"last_seq"`  // newest status report applied
+	Note          string                 `msgpack:"note"`      // why it was skipped, retried, resumed
+}
+
+// Instances is the instance store.
+type Instances struct {
+	kv jetstream.KeyValue
+	js jetstream.JetStream
+}
+
+// OpenInstances binds to (or creates) the bucket.
+func OpenInstances(ctx context.Context, js jetstream.JetStream, replicas int) (*Instances, error) {
+	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketInstances, History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, err
+	}
+	return &Instances{kv: kv, js: js}, nil
+}
+
+// Create stores a new record; ErrExists when the id is taken.
+func (s *Instances) Create(ctx context.Context, in *Instance) (uint64, error) {
+	b, err := msgpack.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, in.ID, b)
+	return rev, mapErr(err)
+}
+
+// CreateAsync starts storing a new record without waiting (hot path); the
+// future reports the outcome.
+func (s *Instances) CreateAsync(in *Instance) (jetstream.PubAckFuture, error) {
+	b, err := msgpack.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return s.js.PublishAsync("$KV."+BucketInstances+"."+in.ID, b)
+}
+
+// Put overwrites a record (the owner's in-memory copy is authoritative).
+func (s *Instances) Put(ctx context.Context, in *Instance) (uint64, error) {
+	b, err := msgpack.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Put(ctx, in.ID, b)
+	return rev, mapErr(err)
+}
+
+// PutAsync is Put without waiting.
+func (s *Instances) PutAsync(in *Instance) (jetstream.PubAckFuture, error) {
+	return s.CreateAsync(in)
+}
+
+// Get returns a record; ErrNotFound when there is none.
+func (s *Instances) Get(ctx context.Context, id string) (*Instance, uint64, error) {
+	e, err := s.kv.Get(ctx, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("instance %s: %w", id, mapErr(err))
+	}
+	in, err := decodeInstance(e.Value())
+	return in, e.Revision(), err
+}
+
+func decodeInstance(b []byte) (*Instance, error) {
+	var in Instance
+	if err := msgpack.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("instance: corrupt entry: %w", err)
+	}
+	return &in, nil
+}
+
+// Update applies fn to the record with compare-and-set, retrying on
+// conflicts. fn returning ErrUnchanged skips the write.
+func (s *Instances) Update(ctx context.Context, id string, fn func(*Instance) error) (*Instance, error) {
+	for range 10 {
+		in, rev, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(in); err != nil {
+			if errors.Is(err, ErrUnchanged) {
+				return in, nil
+			}
+			return nil, err
+		}
+		b, err := msgpack.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.kv.Update(ctx, id, b, rev); err != nil {
+			if errors.Is(mapErr(err), ErrConflict) {
+				continue
+			}
+			return nil, mapErr(err)
+		}
+		return in, nil
+	}
+	return nil, fmt.Errorf("update instance %s: %w", id, ErrConflict)
+}
+
+// ErrUnchanged tells Update that nothing needs writing.
+var ErrUnchanged = errors.New("jetstream: unchanged")
+
+// Watch calls fn with the record now and after every change until fn
+// returns false or ctx ends.
+func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) bool) error {
+	w, err := s.kv.Watch(ctx, id)
+	if err != nil {
+		return fmt.Errorf("watch instance %s: %w", id, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			in, err := decodeInstance(e.Value())
+			if err != nil {
+				return err
+			}
+			if !fn(in) {
+				return nil
+			}
+		}
+	}
+}
+
+// List returns records matching keep (a full read: for the CLI and
+// recovery at ownership change, never on a hot path).
+func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Instance, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	var out []*Instance
+	for e := range w.Updates() {
+		if e == nil {
+			return out, nil
+		}
+		in, err := decodeInstance(e.Value())
+		if err != nil {
+			continue
+		}
+		if keep(in) {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,122 @@
+// Package client is the Go client of a jetworker cluster; the CLI uses it.
+// It talks to the owning server of an app over NATS (found with the same
+// acquire request workers use) and reads instance records from JetStream.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// Client is safe for concurrent use.
+type Client struct {
+	nc        *nats.Conn
+	js        njs.JetStream
+	id        string
+	instances *jetstream.Instances
+	timeout   time.Duration
+}
+
+// New builds a client over an open connection.
+func New(ctx context.Context, nc *nats.Conn, js njs.JetStream) (*Client, error) {
+	in, err := jetstream.OpenInstances(ctx, js, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{nc: nc, js: js, id: "cli-" + subjects.RandomToken(10), instances: in, timeout: 5 * time.Second}, nil
+}
+
+// Owner returns the id of the server that owns app.
+func (c *Client) Owner(ctx context.Context, app string) (string, error) {
+	var reply subjects.AcquireReply
+	err := rpc.Retry(ctx, c.nc, subjects.Acquire(app), &subjects.AcquireRequest{App: app, WorkerID: c.id}, &reply, 3, c.timeout, 200*time.Millisecond)
+	if err != nil {
+		return "", fmt.Errorf("find the server of app %s: %w", app, err)
+	}
+	return reply.ServerID, nil
+}
+
+// toOwner sends a request to the app's owner, asking again once when the
+// ownership moved under us.
+func (c *Client) toOwner(ctx context.Context, app, verb string, req, reply subjects.Message) error {
+	var err error
+	for range 2 {
+		var owner string
+		if owner, err = c.Owner(ctx, app); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = rpc.Request(rctx, c.nc, subjects.ServerVerb(app, owner, verb), req, reply)
+		cancel()
+		var typed *subjects.Error
+		if !(errors.As(err, &typed) && typed.Code == subjects.CodeNotOwner) && !errors.Is(err, rpc.ErrNoResponders) {
+			return err
+		}
+	}
+	return err
+}
+
+// Run runs a job definition once now and returns the instance id.
+func (c *Client) Run(ctx context.Context, app string, job subjects.JobSpec, params string) (*subjects.RunJobReply, error) {
+	var reply subjects.RunJobReply
+	if err := c.toOwner(ctx, app, subjects.VerbRunJob, &subjects.RunJob{App: app, Job: job, Params: params}, &reply); err != nil {
+		return nil, err
+	}
+	return &reply, nil
+}
+
+// Instance reads an instance record.
+func (c *Client) Instance(ctx context.Context, id string) (*jetstream.Instance, error) {
+	in, _, err := c.instances.Get(ctx, id)
+	return in, err
+}
+
+// Wait follows an instance until it is final, calling progress on every
+// change (nil is fine), and returns the final record. It is a watch on
+// the record: no polling.
+func (c *Client) Wait(ctx context.Context, id string, progress func(*jetstream.Instance)) (*jetstream.Instance, error) {
+	var last *jetstream.Instance
+	err := c.instances.Watch(ctx, id, func(in *jetstream.Instance) bool {
+		last = in
+		if progress != nil {
+			progress(in)
+		}
+		return !in.State.Final()
+	})
+	if err != nil {
+		return last, err
+	}
+	return last, nil
+}
+
+// Stop stops an instance; it stays STOPPED.
+func (c *Client) Stop(ctx context.Context, app, id, reason string) error {
+	return c.toOwner(ctx, app, subjects.VerbStopRun, &subjects.StopInstance{InstanceID: id, Reason: reason}, &subjects.Ack{})
+}
+
+// Tasks asks the instance's task tracker for live counts and a page of
+// tasks (only while the instance runs).
+func (c *Client) Tasks(ctx context.Context, id string, offset, limit int) (*subjects.InstanceDetail, error) {
+	in, err := c.Instance(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.TrackerWorker == "" {
+		return nil, fmt.Errorf("instance %s has no task tracker (state %s)", id, in.State)
+	}
+	var d subjects.InstanceDetail
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	err = rpc.Request(rctx, c.nc, subjects.WorkerVerb(in.App, in.TrackerWorker, subjects.MailboxTaskTracker, subjects.VerbQuery),
+		&subjects.QueryInstance{InstanceID: id, Offset: offset, Limit: limit}, &d)
+	return &d, err
+}

@@ -1,0 +1,110 @@
+package scheduler
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// liveWorker is a worker as the scheduler sees it: its latest heartbeat
+// and when this server received it (its own clock).
+type liveWorker struct {
+	hb   subjects.Heartbeat
+	seen time.Time
+}
+
+// registry is the in-memory index of live workers, kept current by a watch
+// on the worker registry bucket: dispatch reads memory, never the bucket.
+type registry struct {
+	mu    sync.RWMutex
+	apps  map[string]map[string]*liveWorker
+	ready chan struct{}
+}
+
+func newRegistry() *registry {
+	return &registry{apps: map[string]map[string]*liveWorker{}, ready: make(chan struct{})}
+}
+
+// run applies watch events until ctx ends.
+func (r *registry) run(ctx context.Context, w njs.KeyWatcher) {
+	defer func() { _ = w.Stop() }()
+	once := sync.OnceFunc(func() { close(r.ready) })
+	defer once()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				once()
+				continue
+			}
+			app, id, ok := jetstream.SplitWorkerKey(e.Key())
+			if !ok {
+				continue
+			}
+			if e.Operation() != njs.KeyValuePut {
+				r.remove(app, id)
+				continue
+			}
+			we, err := jetstream.DecodeWorker(e)
+			if err != nil {
+				continue
+			}
+			r.put(app, id, &liveWorker{hb: we.Heartbeat, seen: time.Now()})
+		}
+	}
+}
+
+func (r *registry) put(app, id string, w *liveWorker) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.apps[app]
+	if m == nil {
+		m = map[string]*liveWorker{}
+		r.apps[app] = m
+	}
+	m[id] = w
+}
+
+func (r *registry) remove(app, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.apps[app], id)
+}
+
+// alive lists an app's workers heard from within ttl, best score first.
+func (r *registry) alive(app string, ttl time.Duration) []*liveWorker {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*liveWorker, 0, len(r.apps[app]))
+	for _, w := range r.apps[app] {
+		if time.Since(w.seen) <= ttl {
+			out = append(out, w)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].hb.Score != out[j].hb.Score {
+			return out[i].hb.Score > out[j].hb.Score
+		}
+		return out[i].hb.WorkerID < out[j].hb.WorkerID
+	})
+	return out
+}
+
+// isAlive reports whether a worker is in the index and fresh.
+func (r *registry) isAlive(app, id string, ttl time.Duration) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	w, ok := r.apps[app][id]
+	return ok && time.Since(w.seen) <= ttl
+}

@@ -1,0 +1,368 @@
+// Package scheduler is the server's job engine (PowerJob's server core):
+// it creates instances, picks workers from the live registry, dispatches
+// instances to a task tracker, follows their status reports to the end, and
+// keeps instance records in JetStream KV. It plugs into server.Server.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// Config tunes the scheduler.
+type Config struct {
+	// DispatchTimeout bounds one run request to a worker (zero means 3s);
+	// DispatchTries is how many workers are tried (zero means 3).
+	DispatchTimeout time.Duration `yaml:"dispatch_timeout"`
+	DispatchTries   int           `yaml:"dispatch_tries"`
+}
+
+func (c *Config) fill() {
+	if c.DispatchTimeout == 0 {
+		c.DispatchTimeout = 3 * time.Second
+	}
+	if c.DispatchTries == 0 {
+		c.DispatchTries = 3
+	}
+}
+
+// tracked is an instance this server follows; mu serialises its updates so
+// that state only moves forward.
+type tracked struct {
+	mu  sync.Mutex
+	rec *jetstream.Instance
+}
+
+// Scheduler is the server plugin.
+type Scheduler struct {
+	cfg       Config
+	srv       *server.Server
+	log       *slog.Logger
+	instances *jetstream.Instances
+	reg       *registry
+	ttl       time.Duration
+
+	mu     sync.Mutex
+	active map[string]*tracked
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds the plugin and registers it on srv.
+func New(cfg Config, srv *server.Server) *Scheduler {
+	cfg.fill()
+	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(), active: map[string]*tracked{}}
+	srv.AddPlugin(s)
+	return s
+}
+
+// Instances is the instance store (nil before Start).
+func (s *Scheduler) Instances() *jetstream.Instances { return s.instances }
+
+// Start opens the instance store and the live worker index.
+func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
+	s.log = srv.Logger().With("component", "scheduler", "server_id", srv.ID())
+	s.ttl = srv.Workers().TTL()
+	var err error
+	if s.instances, err = jetstream.OpenInstances(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
+		return err
+	}
+	w, err := srv.Workers().Watch(context.Background(), "")
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reg.run(rctx, w)
+	}()
+	select {
+	case <-s.reg.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Stop ends the background work.
+func (s *Scheduler) Stop(context.Context) error {
+	if s.cancel != nil {
+		s.cancel()
+		s.wg.Wait()
+		s.cancel = nil
+	}
+	return nil
+}
+
+// Endpoints are the scheduler's server verbs.
+func (s *Scheduler) Endpoints() []server.Endpoint {
+	id := s.srv.ID()
+	return []server.Endpoint{
+		{Name: "run", Subject: subjects.ServerVerb("*", id, subjects.VerbRunJob), Queue: id, Handler: s.handleRun},
+		{Name: "stop", Subject: subjects.ServerVerb("*", id, subjects.VerbStopRun), Queue: id, Handler: s.handleStop},
+		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: s.handleStatus},
+	}
+}
+
+func (s *Scheduler) owner(app string) error {
+	if !s.srv.Ownership().Owns(app) {
+		return subjects.Errorf(subjects.CodeNotOwner, "server %s does not own app %s; ask %s again", s.srv.ID(), app, subjects.Acquire(app))
+	}
+	return nil
+}
+
+func (s *Scheduler) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.RunJob
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	if err := s.owner(req.App); err != nil {
+		return nil, err
+	}
+	in, err := s.RunOnce(ctx, req.App, req.Job, req.Params)
+	if err != nil {
+		return nil, err
+	}
+	return &subjects.RunJobReply{InstanceID: in.ID, TrackerWorker: in.TrackerWorker}, nil
+}
+
+// RunOnce creates an instance of job and dispatches it. The instance is
+// returned even when no worker took it (it is then FAILED with the reason).
+func (s *Scheduler) RunOnce(ctx context.Context, app string, job subjects.JobSpec, params string) (*jetstream.Instance, error) {
+	now := time.Now().UnixMilli()
+	rec := &jetstream.Instance{ID: nuid.Next(), App: app, JobID: job.JobID, Job: job, Params: params,
+		State: subjects.InstanceWaitingDispatch, ServerID: s.srv.ID(), ExpectedMS: now}
+	if _, err := s.instances.Create(ctx, rec); err != nil {
+		return nil, fmt.Errorf("create instance: %w", err)
+	}
+	t := &tracked{rec: rec}
+	s.mu.Lock()
+	s.active[rec.ID] = t
+	s.mu.Unlock()
+	s.dispatch(ctx, t, false)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp := *t.rec
+	return &cp, nil
+}
+
+// dispatch sends the instance to the best worker that accepts it, trying
+// up to DispatchTries workers; resume asks the worker to rebuild from
+// task_info instead of starting afresh.
+func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) {
+	t.mu.Lock()
+	rec := *t.rec
+	t.mu.Unlock()
+	f := Filter{MaxWorkers: rec.Job.MaxWorkers}
+	_, allowed, err := choose(s.reg.alive(rec.App, s.ttl), f)
+	var lastErr error = err
+	epoch := rec.Epoch + 1
+	if err == nil {
+		for i, tracker := range allowed {
+			if i >= s.cfg.DispatchTries {
+				break
+			}
+			verb := subjects.VerbRun
+			if resume {
+				verb = subjects.VerbResume
+			}
+			run := &subjects.RunInstance{ServerID: s.srv.ID(), InstanceID: rec.ID, Job: rec.Job, Params: rec.Params,
+				Workers: others(allowed, tracker), Resume: resume, Epoch: epoch}
+			dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
+			var reply subjects.RunReply
+			err := rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(rec.App, tracker, subjects.MailboxTaskTracker, verb), run, &reply)
+			cancel()
+			if err != nil {
+				lastErr = fmt.Errorf("worker %s: %w", tracker, err)
+				continue
+			}
+			s.update(t, func(r *jetstream.Instance) bool {
+				if r.State.Final() { // it finished before this write: keep the state, fill in who ran it
+					changed := r.TriggerMS == 0
+					r.TrackerWorker, r.TriggerMS = tracker, time.Now().UnixMilli()
+					if !resume {
+						r.RunCount++
+					}
+					return changed
+				}
+				if r.State < subjects.InstanceRunning {
+					r.State = subjects.InstanceRunning
+				}
+				r.TrackerWorker, r.Workers, r.Epoch = tracker, allowed, epoch
+				r.TriggerMS = time.Now().UnixMilli()
+				if !resume {
+					r.RunCount++
+				}
+				return true
+			})
+			return
+		}
+	}
+	msg := "no worker available"
+	if lastErr != nil {
+		msg = lastErr.Error()
+	}
+	s.update(t, func(r *jetstream.Instance) bool {
+		if r.State.Final() {
+			return false
+		}
+		r.State, r.Result, r.FinishedMS = subjects.InstanceFailed, msg, time.Now().UnixMilli()
+		return true
+	})
+}
+
+func others(all []string, not string) []string {
+	out := make([]string, 0, len(all))
+	for _, w := range all {
+		if w != not {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// update applies fn under the instance's lock and writes the record when
+// fn says it changed; final instances leave the active set.
+func (s *Scheduler) update(t *tracked, fn func(*jetstream.Instance) bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next := *t.rec
+	if !fn(&next) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.instances.Put(ctx, &next); err != nil {
+		s.log.Error("write instance", "instance_id", next.ID, "err", err)
+		return err
+	}
+	t.rec = &next
+	if next.State.Final() {
+		s.mu.Lock()
+		delete(s.active, next.ID)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// get returns the tracked instance, loading it from KV when this server
+// has not followed it yet (after a failover).
+func (s *Scheduler) get(ctx context.Context, id string) (*tracked, error) {
+	s.mu.Lock()
+	t, ok := s.active[id]
+	s.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	rec, _, err := s.instances.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNotFound) {
+			return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s not found", id)
+		}
+		return nil, err
+	}
+	t = &tracked{rec: rec}
+	if !rec.State.Final() {
+		s.mu.Lock()
+		if prev, ok := s.active[id]; ok {
+			t = prev
+		} else {
+			s.active[id] = t
+		}
+		s.mu.Unlock()
+	}
+	return t, nil
+}
+
+func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var st subjects.InstanceStatus
+	if err := subjects.Unmarshal(msg.Data, &st); err != nil {
+		return nil, err
+	}
+	t, err := s.get(ctx, st.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	err = s.update(t, func(r *jetstream.Instance) bool {
+		if r.State.Final() || st.Epoch < r.Epoch {
+			return false // state only moves forward; a stale tracker is ignored
+		}
+		if !st.State.Final() && st.Epoch == r.Epoch && st.Seq <= r.LastSeq {
+			return false
+		}
+		r.State, r.Counts, r.LastSeq = st.State, st.Counts, st.Seq
+		if r.TrackerWorker == "" {
+			r.TrackerWorker = st.WorkerID
+		}
+		if len(st.Recent) > 0 {
+			r.Recent = st.Recent
+		}
+		if st.State.Final() {
+			r.Result, r.FinishedMS = st.Result, time.Now().UnixMilli()
+		}
+		return true
+	})
+	if err != nil {
+		return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
+	}
+	return &subjects.Ack{}, nil
+}
+
+func (s *Scheduler) handleStop(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.StopInstance
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	t, err := s.get(ctx, req.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	return &subjects.Ack{}, s.StopInstance(ctx, t, orDefault(req.Reason, "stopped by request"))
+}
+
+// StopInstance records STOPPED at once (it stays stopped whatever reports
+// arrive later) and tells the tracker to cancel every task.
+func (s *Scheduler) StopInstance(ctx context.Context, t *tracked, reason string) error {
+	var tracker, app string
+	err := s.update(t, func(r *jetstream.Instance) bool {
+		if r.State.Final() {
+			return false
+		}
+		tracker, app = r.TrackerWorker, r.App
+		r.State, r.Result, r.FinishedMS = subjects.InstanceStopped, reason, time.Now().UnixMilli()
+		return true
+	})
+	if err != nil || tracker == "" {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
+	defer cancel()
+	err = rpc.Request(sctx, s.srv.Conn().NC(), subjects.WorkerVerb(app, tracker, subjects.MailboxTaskTracker, subjects.VerbStop),
+		&subjects.StopInstance{InstanceID: t.rec.ID, Reason: reason}, &subjects.Ack{})
+	if err != nil {
+		s.log.Warn("stop instance on tracker", "instance_id", t.rec.ID, "worker_id", tracker, "err", err)
+	}
+	return nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,115 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	jwjs "github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/natsconn/natstest"
+	"github.com/jetworker/jetworker/modules/server"
+)
+
+// waitExpiry reads w until key is deleted or expires (any non-put), and
+// fails after timeout.
+func waitExpiry(t *testing.T, w njs.KeyWatcher, key string, timeout time.Duration) njs.KeyValueEntry {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e := <-w.Updates():
+			if e != nil && e.Key() == key && e.Operation() != njs.KeyValuePut {
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("no delete or expiry event for %s within %s", key, timeout)
+		}
+	}
+}
+
+func TestHeartbeat_RegistryAndExpiryAfterKill(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	const ttl = time.Second
+	ns := natstest.Server(t)
+	s := startServer(t, ns, server.Config{ID: "srv-a", WorkerTTL: ttl})
+	app, err := s.Apps().Create(ctx, "demo", 1)
+	require.NoError(t, err)
+
+	w, _ := startWorker(t, ns, workerConfig("demo", "gpu", "zone-a"))
+	require.Equal(t, s.ID(), w.Discovery.Current())
+	key := jwjs.WorkerKey("demo", w.ID.WorkerID)
+
+	watch, err := s.Workers().Watch(ctx, "demo")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Stop() })
+
+	var entry jwjs.WorkerEntry
+	require.Eventually(t, func() bool {
+		list, err := s.Workers().List(ctx, "demo")
+		if err != nil || len(list) != 1 {
+			return false
+		}
+		entry = list[0]
+		return entry.Seq >= 3 // heartbeats keep coming
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, w.ID.WorkerID, entry.WorkerID)
+	require.Equal(t, "demo", entry.App)
+	require.Equal(t, app.ID, entry.AppID)
+	require.Equal(t, []string{"gpu", "zone-a"}, entry.Tags)
+	require.Positive(t, entry.Score)
+	require.Positive(t, entry.Metrics.CPUCores)
+	require.Positive(t, entry.Metrics.MemTotal)
+	require.NotZero(t, entry.Metrics.MemUsed)
+	require.NotEmpty(t, entry.Host)
+	require.Positive(t, entry.PID)
+	require.False(t, entry.ShuttingDown)
+	require.WithinDuration(t, time.Now(), entry.Stored, 5*time.Second)
+
+	// Kill the heartbeats (no draining heartbeat, nothing removed by hand).
+	require.NoError(t, w.Health.Stop(ctx))
+	killed := time.Now()
+	e := waitExpiry(t, watch, key, 5*time.Second)
+	require.NotEqual(t, njs.KeyValuePut, e.Operation())
+	require.Greater(t, time.Since(killed), ttl/2, "entry removed before its TTL")
+
+	list, err := s.Workers().List(ctx, "demo")
+	require.NoError(t, err)
+	require.Empty(t, list)
+	require.Zero(t, s.BadMessages())
+}
+
+func TestHeartbeat_StoppedWorkerDrainsThenExpires(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	const ttl = time.Second
+	ns := natstest.Server(t)
+	s := startServer(t, ns, server.Config{ID: "srv-a", WorkerTTL: ttl})
+	_, err := s.Apps().Create(ctx, "demo", 1)
+	require.NoError(t, err)
+
+	w, stop := startWorker(t, ns, workerConfig("demo"))
+	key := jwjs.WorkerKey("demo", w.ID.WorkerID)
+	require.Eventually(t, func() bool {
+		list, err := s.Workers().List(ctx, "demo")
+		return err == nil && len(list) == 1 && list[0].Score > 0
+	}, 5*time.Second, 20*time.Millisecond)
+
+	watch, err := s.Workers().Watch(ctx, "demo")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Stop() })
+
+	stop()
+	// The last heartbeat says the worker is draining and scores it 0, so
+	// that dispatch stops choosing it before the entry expires.
+	require.Eventually(t, func() bool {
+		list, err := s.Workers().List(ctx, "demo")
+		return err == nil && len(list) == 1 && list[0].ShuttingDown && list[0].Score == 0
+	}, 5*time.Second, 20*time.Millisecond)
+	waitExpiry(t, watch, key, 5*time.Second)
+	list, err := s.Workers().List(ctx, "demo")
+	require.NoError(t, err)
+	require.Empty(t, list)
+}
