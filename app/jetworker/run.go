@@ -27,6 +27,7 @@ func embeddedFlags(cmd *cobra.Command, port *int, storeDir *string) {
 func devCmd() *cobra.Command {
 	var port, workers int
 	var storeDir, appName string
+	var noDemo bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run embedded NATS, a server, workers and a demo app in one process",
@@ -47,12 +48,13 @@ func devCmd() *cobra.Command {
 				cfg.Worker.Health.Interval = 2 * time.Second
 			}
 			cfg.Worker.Logs.FlushInterval = 500 * time.Millisecond
-			return app.Run(app.DevStack(cfg, log, devOptions(appName, workers)), 30*time.Second, 40*time.Second)
+			return app.Run(app.DevStack(cfg, log, devOptions(appName, workers, !noDemo)), 30*time.Second, 40*time.Second)
 		},
 	}
 	embeddedFlags(cmd, &port, &storeDir)
 	cmd.Flags().IntVar(&workers, "workers", 2, "workers to run in this process")
 	cmd.Flags().StringVar(&appName, "app", "demo", "demo app name")
+	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "do not run the demo jobs")
 	return cmd
 }
 

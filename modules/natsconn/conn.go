@@ -46,6 +46,10 @@ func (c *Conn) Start(ctx context.Context) error {
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.Timeout(c.cfg.ConnectTimeout),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil { // our own close or drain
+				c.log.Debug("nats disconnected")
+				return
+			}
 			c.log.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {

@@ -130,6 +130,8 @@ func (h *heavy) post(fn func()) bool {
 
 func (h *heavy) loop() {
 	defer close(h.done)
+	defer close(h.acks) // the loop is the only sender; ackLoop answers what is left
+
 	tick := time.NewTicker(min(time.Second, h.m.cfg.PTTimeout/4, h.m.cfg.ProgressInterval))
 	defer tick.Stop()
 	for {
@@ -147,17 +149,12 @@ func (h *heavy) loop() {
 // ackLoop answers reports and map requests once their writes are durable.
 // JetStream acknowledges in order, so waiting in order costs nothing.
 func (h *heavy) ackLoop() {
-	for {
-		select {
-		case j := <-h.acks:
-			err := h.st.wait(h.ctx, j.futures)
-			if err != nil {
-				err = subjects.Errorf(subjects.CodeInternal, "task store: %v", err)
-			}
-			_ = rpc.Respond(j.msg, &subjects.Ack{}, err)
-		case <-h.ctx.Done():
-			return
+	for j := range h.acks {
+		err := h.st.wait(h.m.ctx, j.futures)
+		if err != nil {
+			err = subjects.Errorf(subjects.CodeInternal, "task store: %v", err)
 		}
+		_ = rpc.Respond(j.msg, &subjects.Ack{}, err)
 	}
 }
 

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/client"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// errFailed makes the binary exit non-zero after printing the outcome.
+var errFailed = errors.New("instance did not succeed")
+
+func newClient(cmd *cobra.Command) (*client.Client, func(), error) {
+	c, done, err := clientConn(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := client.New(cmd.Context(), c.NC(), c.JS())
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return cl, done, nil
+}
+
+func instanceCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "instance", Short: "Run, show, stop and inspect job instances"}
+	cmd.AddCommand(instanceRunCmd(), instanceShowCmd(), instanceStopCmd(), instanceTasksCmd())
+	return cmd
+}
+
+func instanceRunCmd() *cobra.Command {
+	var appName, params string
+	var wait bool
+	job := subjects.JobSpec{}
+	var execType string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a job definition once now (prints the instance id; --wait follows it)",
+		Example: `  jetworker instance run --app demo --processor demo.hello --params you --wait
+  jetworker instance run --app demo --processor demo.primes --type map_reduce --params 20000000 --wait`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if appName == "" {
+				return errors.New("--app: required")
+			}
+			job.ExecuteType = subjects.ExecuteType(strings.ReplaceAll(execType, "-", "_"))
+			job.TimeLimitMS = timeout.Milliseconds()
+			c, done, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, err := c.Run(cmd.Context(), appName, job, params)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				fmt.Println(r.InstanceID)
+				return nil
+			}
+			fmt.Fprintf(os.Stderr, "instance %s on %s\n", r.InstanceID, r.TrackerWorker)
+			return waitAndPrint(cmd.Context(), c, r.InstanceID)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&appName, "app", "", "app name")
+	f.StringVar(&job.Processor, "processor", "", "processor name (registered on the workers)")
+	f.StringVar(&execType, "type", "standalone", "standalone, broadcast, map or map_reduce")
+	f.StringVar(&params, "params", "", "instance parameters")
+	f.StringVar(&job.Params, "job-params", "", "job parameters")
+	f.IntVar(&job.Concurrency, "concurrency", 0, "tasks at once per worker (0 = 5)")
+	f.IntVar(&job.TaskRetries, "task-retries", 0, "retries per task")
+	f.IntVar(&job.MaxWorkers, "max-workers", 0, "workers to fan out to (0 = all)")
+	f.DurationVar(&timeout, "timeout", 0, "instance time limit (0 = none)")
+	f.BoolVar(&wait, "wait", false, "follow progress, print the result, exit non-zero unless it succeeded")
+	return cmd
+}
+
+// waitAndPrint follows an instance to its end; non-zero exit unless it
+// succeeded.
+func waitAndPrint(ctx context.Context, c *client.Client, id string) error {
+	in, err := c.Wait(ctx, id, progressPrinter(os.Stderr))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr)
+	fmt.Printf("%s: %s\n", in.State, in.Result)
+	if in.State != subjects.InstanceSucceeded {
+		return errFailed
+	}
+	return nil
+}
+
+// progressPrinter draws a one-line progress bar from task counts.
+func progressPrinter(w io.Writer) func(*jetstream.Instance) {
+	return func(in *jetstream.Instance) {
+		c := in.Counts
+		if c.Total <= 1 {
+			fmt.Fprintf(w, "\r  %-8s", in.State)
+			return
+		}
+		done := c.Succeeded + c.Failed
+		const width = 30
+		filled := int(float64(width) * float64(done) / float64(c.Total))
+		fmt.Fprintf(w, "\r  %-8s [%s%s] %d/%d tasks, %d failed   ", in.State,
+			strings.Repeat("█", filled), strings.Repeat("·", width-filled), done, c.Total, c.Failed)
+	}
+}
+
+func instanceShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show INSTANCE_ID",
+		Short: "Show an instance",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			in, err := c.Instance(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			printInstance(os.Stdout, in)
+			return nil
+		},
+	}
+}
+
+func printInstance(w io.Writer, in *jetstream.Instance) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	ts := func(ms int64) string {
+		if ms == 0 {
+			return "-"
+		}
+		return time.UnixMilli(ms).Format(time.RFC3339Nano)
+	}
+	fmt.Fprintf(tw, "instance\t%s\napp\t%s\njob\t%s (%s, %s, processor %s)\nstate\t%s\nresult\t%s\n", in.ID, in.App, orDash(in.JobID),
+		in.Job.ExecuteType, orDash(string(in.Job.TimeType)), in.Job.Processor, in.State, in.Result)
+	fmt.Fprintf(tw, "tracker\t%s\nworkers\t%s\ntasks\t%d total, %d waiting, %d running, %d succeeded, %d failed\n", orDash(in.TrackerWorker),
+		strings.Join(in.Workers, ","), in.Counts.Total, in.Counts.Waiting, in.Counts.Running, in.Counts.Succeeded, in.Counts.Failed)
+	fmt.Fprintf(tw, "expected\t%s\ntriggered\t%s\nfinished\t%s\nruns\t%d (tracker epoch %d)\n", ts(in.ExpectedMS), ts(in.TriggerMS), ts(in.FinishedMS), in.RunCount, in.Epoch)
+	if in.Note != "" {
+		fmt.Fprintf(tw, "note\t%s\n", in.Note)
+	}
+	for _, s := range in.Recent {
+		fmt.Fprintf(tw, "sub-instance %d\t%s %s\n", s.ID, s.State, s.Result)
+	}
+	_ = tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func instanceStopCmd() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "stop INSTANCE_ID",
+		Short: "Stop an instance (every task's context is cancelled; it stays STOPPED)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			in, err := c.Instance(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if err := c.Stop(cmd.Context(), in.App, in.ID, reason); err != nil {
+				return err
+			}
+			fmt.Println("stopped", in.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "stopped from the CLI", "why")
+	return cmd
+}
+
+func instanceTasksCmd() *cobra.Command {
+	var offset, limit int
+	cmd := &cobra.Command{
+		Use:   "tasks INSTANCE_ID",
+		Short: "Live task counts and a page of tasks of a running instance",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			d, err := c.Tasks(cmd.Context(), args[0], offset, limit)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%d total, %d waiting, %d running, %d succeeded, %d failed\n", d.Counts.Total, d.Counts.Waiting, d.Counts.Running, d.Counts.Succeeded, d.Counts.Failed)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TASK\tNAME\tSTATE\tWORKER\tATTEMPT\tRESULT")
+			for _, t := range d.Tasks {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", t.TaskID, t.TaskName, t.State, orDash(t.WorkerID), t.Attempt, t.Result)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().IntVar(&offset, "offset", 0, "first task")
+	cmd.Flags().IntVar(&limit, "limit", 20, "tasks to show (at most 1000)")
+	return cmd
+}
