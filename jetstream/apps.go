@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 
@@ -75,16 +74,13 @@ func decodeApp(e jetstream.KeyValueEntry) (App, error) {
 
 // List returns all apps sorted by name.
 func (a *Apps) List(ctx context.Context) ([]App, error) {
-	keys, err := a.kv.ListKeys(ctx)
+	es, err := entries(ctx, a.kv, ">")
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
-	var out []App
-	for k := range keys.Keys() {
-		app, err := a.Get(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
+	out := make([]App, 0, len(es))
+	for _, e := range es {
+		app, err := decodeApp(e)
 		if err != nil {
 			return nil, err
 		}

@@ -68,3 +68,35 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	}
 	return kv, nil
 }
+
+// entries reads the current entries of kv whose keys match filter with one
+// ordered watch (nats.go's key listers can block on an empty result). The
+// watch's nil marker ends the initial values.
+func entries(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("jetstream: watch closed")
+			}
+			if e == nil {
+				return out, nil
+			}
+			out = append(out, e)
+		}
+	}
+}
+
+// CountKeys counts the live keys of kv matching filter.
+func CountKeys(ctx context.Context, kv jetstream.KeyValue, filter string) (int, error) {
+	es, err := entries(ctx, kv, filter)
+	return len(es), err
+}

@@ -23,6 +23,7 @@ type Instance struct {
 	JobID         string                 `msgpack:"job_id"`
 	Job           subjects.JobSpec       `msgpack:"job"`
 	Params        string                 `msgpack:"params"`
+	Selection     subjects.Selection     `msgpack:"selection"`
 	State         subjects.InstanceState `msgpack:"state"`
 	ServerID      string                 `msgpack:"server_id"`
 	TrackerWorker string                 `msgpack:"tracker_worker"`

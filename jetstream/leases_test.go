@@ -121,30 +121,38 @@ func TestLeases_ExpiryLetsAnotherAcquire(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	const period = time.Second
-	l := openLeases(t, period)
+	js := setupJS(t)
+	l, err := jwjs.OpenLeases(ctx, js, period, 1)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, jwjs.BucketLeases)
+	require.NoError(t, err)
 
 	w, err := l.Watch(ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Stop() })
 
-	start := time.Now()
 	a, err := l.Acquire(ctx, "demo", "srv-a")
+	require.NoError(t, err)
+	created, err := kv.Get(ctx, "demo")
 	require.NoError(t, err)
 
 	// Not renewed: the JetStream server expires it and the watch says so.
-	var deleted time.Duration
+	var expired njs.KeyValueEntry
 	deadline := time.After(10 * time.Second)
-	for deleted == 0 {
+	for expired == nil {
 		select {
 		case e := <-w.Updates():
 			if e != nil && e.Key() == "demo" && e.Operation() != njs.KeyValuePut {
-				deleted = time.Since(start)
+				expired = e
 			}
 		case <-deadline:
 			t.Fatal("no expiry event for the lease")
 		}
 	}
-	require.GreaterOrEqual(t, deleted, period-100*time.Millisecond, "lease expired before its period")
+	require.Equal(t, njs.KeyValuePurge, expired.Operation(), "an expiry marker")
+	require.GreaterOrEqual(t, expired.Created().Sub(created.Created()), period*9/10, "lease expired before its period")
+	_, err = l.Get(ctx, "demo")
+	require.ErrorIs(t, err, jwjs.ErrNotFound)
 
 	b, err := l.Acquire(ctx, "demo", "srv-b")
 	require.NoError(t, err)
@@ -152,6 +160,30 @@ func TestLeases_ExpiryLetsAnotherAcquire(t *testing.T) {
 
 	_, err = l.Renew(ctx, a)
 	require.ErrorIs(t, err, jwjs.ErrConflict)
+}
+
+func TestLeases_RenewKeepsTheLeasePastItsPeriod(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	const period = time.Second
+	l := openLeases(t, period)
+	ls, err := l.Acquire(ctx, "demo", "srv-a")
+	require.NoError(t, err)
+	// Renew every ~third of a period for two periods: the lease survives.
+	end := time.Now().Add(2 * period)
+	tick := time.NewTicker(period / 3)
+	defer tick.Stop()
+	for time.Now().Before(end) {
+		<-tick.C
+		ls, err = l.Renew(ctx, ls)
+		require.NoError(t, err)
+	}
+	got, err := l.Get(ctx, "demo")
+	require.NoError(t, err)
+	require.Equal(t, ls, got)
+	other, err := l.Acquire(ctx, "demo", "srv-b")
+	require.NoError(t, err)
+	require.Equal(t, "srv-a", other.ServerID)
 }
 
 func TestLeases_ExistingBucketKeepsItsPeriod(t *testing.T) {

@@ -77,16 +77,12 @@ func DecodeWorker(e jetstream.KeyValueEntry) (WorkerEntry, error) {
 
 // List returns the live workers of app, sorted by id.
 func (w *Workers) List(ctx context.Context, app string) ([]WorkerEntry, error) {
-	keys, err := w.kv.ListKeysFiltered(ctx, app+".>")
+	es, err := entries(ctx, w.kv, app+".>")
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
 	var out []WorkerEntry
-	for k := range keys.Keys() {
-		e, err := w.kv.Get(ctx, k)
-		if err != nil {
-			continue // expired between list and get
-		}
+	for _, e := range es {
 		we, err := DecodeWorker(e)
 		if err != nil {
 			return nil, err

@@ -51,6 +51,7 @@ func TestWorkers_PutListAndExpiry(t *testing.T) {
 		case e := <-w.Updates():
 			require.NotNil(t, e)
 			if e.Operation() != njs.KeyValuePut {
+				require.Equal(t, njs.KeyValuePurge, e.Operation(), "an expiry marker")
 				app, id, ok := jwjs.SplitWorkerKey(e.Key())
 				require.True(t, ok)
 				require.Equal(t, "demo", app, "the watch is filtered by app")

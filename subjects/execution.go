@@ -449,12 +449,44 @@ const (
 	VerbStopRun = "stop" // client → owner: StopInstance, reply Ack
 )
 
+// Selection narrows the workers an instance may use.
+type Selection struct {
+	// Designated worker ids; with Strategy "specify" the first live one
+	// is the task tracker.
+	Designated []string `msgpack:"designated"`
+	// Tags a worker must all carry.
+	Tags []string `msgpack:"tags"`
+	// Minimum idle cores, free memory and free disk (GiB).
+	MinCPUCores  float64 `msgpack:"min_cpu_cores"`
+	MinMemoryGiB float64 `msgpack:"min_memory_gib"`
+	MinDiskGiB   float64 `msgpack:"min_disk_gib"`
+	// Strategy: "health_first" (default), "random" or "specify".
+	Strategy string `msgpack:"strategy"`
+}
+
+// Validate checks the strategy.
+func (s *Selection) Validate() error {
+	switch s.Strategy {
+	case "", "health_first", "random", "specify":
+	default:
+		return fmt.Errorf("strategy: %q is not health_first, random or specify", s.Strategy)
+	}
+	if s.Strategy == "specify" && len(s.Designated) == 0 {
+		return errors.New("designated: required with strategy specify")
+	}
+	if s.MinCPUCores < 0 || s.MinMemoryGiB < 0 || s.MinDiskGiB < 0 {
+		return errors.New("min_cpu_cores, min_memory_gib, min_disk_gib: must not be negative")
+	}
+	return nil
+}
+
 // RunJob asks the owning server to run a job definition once now.
 type RunJob struct {
 	Proto
-	App    string  `msgpack:"app"`
-	Job    JobSpec `msgpack:"job"`
-	Params string  `msgpack:"instance_params"`
+	App       string    `msgpack:"app"`
+	Job       JobSpec   `msgpack:"job"`
+	Params    string    `msgpack:"instance_params"`
+	Selection Selection `msgpack:"selection"`
 }
 
 // Validate checks the app and the job.
@@ -464,6 +496,9 @@ func (m *RunJob) Validate() error {
 	}
 	if m.Job.TimeType == "" {
 		m.Job.TimeType = TimeAPI
+	}
+	if err := m.Selection.Validate(); err != nil {
+		return fmt.Errorf("selection: %w", err)
 	}
 	return m.Job.Validate()
 }

@@ -67,8 +67,14 @@ func (c *Client) toOwner(ctx context.Context, app, verb string, req, reply subje
 
 // Run runs a job definition once now and returns the instance id.
 func (c *Client) Run(ctx context.Context, app string, job subjects.JobSpec, params string) (*subjects.RunJobReply, error) {
+	return c.RunOn(ctx, app, job, params, subjects.Selection{})
+}
+
+// RunOn is Run with a worker selection (designated workers, tags,
+// minimum resources, strategy).
+func (c *Client) RunOn(ctx context.Context, app string, job subjects.JobSpec, params string, sel subjects.Selection) (*subjects.RunJobReply, error) {
 	var reply subjects.RunJobReply
-	if err := c.toOwner(ctx, app, subjects.VerbRunJob, &subjects.RunJob{App: app, Job: job, Params: params}, &reply); err != nil {
+	if err := c.toOwner(ctx, app, subjects.VerbRunJob, &subjects.RunJob{App: app, Job: job, Params: params, Selection: sel}, &reply); err != nil {
 		return nil, err
 	}
 	return &reply, nil

@@ -165,19 +165,46 @@ func (h *Handler) send(ctx context.Context, batch []entry, gap uint64) {
 		}
 		groups[e.instance] = append(groups[e.instance], e.line)
 	}
-	for i, inst := range order {
-		b := &subjects.LogBatch{App: h.id.App, WorkerID: h.id.WorkerID, InstanceID: inst, Lines: groups[inst]}
-		if i == 0 {
-			b.Dropped = gap
+	first := true
+	for _, inst := range order {
+		for _, lines := range splitBySize(groups[inst], maxBatchBytes) {
+			b := &subjects.LogBatch{App: h.id.App, WorkerID: h.id.WorkerID, InstanceID: inst, Lines: lines}
+			if first {
+				b.Dropped, first = gap, false
+			}
+			h.ship(ctx, b)
 		}
-		if err := h.write(ctx, b); err != nil {
-			h.sendErrs.Add(1)
-			h.dropped.Add(uint64(len(b.Lines)))
-			h.log.Warn("send instance logs", "instance_id", inst, "lines", len(b.Lines), "err", err)
-			continue
-		}
-		h.sent.Add(uint64(len(b.Lines)))
 	}
+}
+
+// maxBatchBytes keeps one log batch well under the message size limit.
+const maxBatchBytes = 512 << 10
+
+// splitBySize cuts lines into runs whose messages add up to at most max
+// bytes (a line is at most MaxLineBytes, far below it).
+func splitBySize(lines []subjects.LogLine, maxBytes int) [][]subjects.LogLine {
+	var out [][]subjects.LogLine
+	start, size := 0, 0
+	for i, l := range lines {
+		n := len(l.Message) + len(l.TaskID) + 32
+		if size+n > maxBytes && i > start {
+			out = append(out, lines[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	return append(out, lines[start:])
+}
+
+// ship writes one batch; a failure is counted as dropped lines.
+func (h *Handler) ship(ctx context.Context, b *subjects.LogBatch) {
+	if err := h.write(ctx, b); err != nil {
+		h.sendErrs.Add(1)
+		h.dropped.Add(uint64(len(b.Lines)))
+		h.log.Warn("send instance logs", "instance_id", b.InstanceID, "lines", len(b.Lines), "err", err)
+		return
+	}
+	h.sent.Add(uint64(len(b.Lines)))
 }
 
 func (h *Handler) write(ctx context.Context, b *subjects.LogBatch) error {

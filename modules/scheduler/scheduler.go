@@ -134,7 +134,7 @@ func (s *Scheduler) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Mess
 	if err := s.owner(req.App); err != nil {
 		return nil, err
 	}
-	in, err := s.RunOnce(ctx, req.App, req.Job, req.Params)
+	in, err := s.RunOnce(ctx, req.App, req.Job, req.Params, req.Selection)
 	if err != nil {
 		return nil, err
 	}
@@ -143,9 +143,9 @@ func (s *Scheduler) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Mess
 
 // RunOnce creates an instance of job and dispatches it. The instance is
 // returned even when no worker took it (it is then FAILED with the reason).
-func (s *Scheduler) RunOnce(ctx context.Context, app string, job subjects.JobSpec, params string) (*jetstream.Instance, error) {
+func (s *Scheduler) RunOnce(ctx context.Context, app string, job subjects.JobSpec, params string, sel subjects.Selection) (*jetstream.Instance, error) {
 	now := time.Now().UnixMilli()
-	rec := &jetstream.Instance{ID: nuid.Next(), App: app, JobID: job.JobID, Job: job, Params: params,
+	rec := &jetstream.Instance{ID: nuid.Next(), App: app, JobID: job.JobID, Job: job, Params: params, Selection: sel,
 		State: subjects.InstanceWaitingDispatch, ServerID: s.srv.ID(), ExpectedMS: now}
 	if _, err := s.instances.Create(ctx, rec); err != nil {
 		return nil, fmt.Errorf("create instance: %w", err)
@@ -168,7 +168,7 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) {
 	t.mu.Lock()
 	rec := *t.rec
 	t.mu.Unlock()
-	f := Filter{MaxWorkers: rec.Job.MaxWorkers}
+	f := Filter{Selection: rec.Selection, MaxWorkers: rec.Job.MaxWorkers}
 	_, allowed, err := choose(s.reg.alive(rec.App, s.ttl), f)
 	var lastErr error = err
 	epoch := rec.Epoch + 1
@@ -305,7 +305,7 @@ func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.M
 		if !st.State.Final() && st.Epoch == r.Epoch && st.Seq <= r.LastSeq {
 			return false
 		}
-		r.State, r.Counts, r.LastSeq = st.State, st.Counts, st.Seq
+		r.State, r.Counts, r.LastSeq, r.Epoch = st.State, st.Counts, st.Seq, max(r.Epoch, st.Epoch)
 		if r.TrackerWorker == "" {
 			r.TrackerWorker = st.WorkerID
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/jetworker/jetworker/subjects"
 )
 
 // ErrNoWorker is returned when no live worker qualifies.
@@ -12,13 +14,8 @@ var ErrNoWorker = errors.New("scheduler: no worker available")
 
 // Filter narrows the workers a job may use (PowerJob's job fields).
 type Filter struct {
-	Designated   []string // worker ids; empty means any
-	Tags         []string // a worker must carry every tag
-	MinCPUCores  float64  // idle cores (cores - load)
-	MinMemoryGiB float64  // free memory
-	MinDiskGiB   float64  // free disk
-	Strategy     string   // health_first (default), random, specify
-	MaxWorkers   int      // 0 means all
+	subjects.Selection
+	MaxWorkers int // 0 means all
 }
 
 // choose returns the tracker worker and the allowed workers (tracker
@@ -39,8 +36,13 @@ func choose(workers []*liveWorker, f Filter) (tracker string, allowed []string, 
 		}
 		return "", nil, fmt.Errorf("%w: %d live workers, none qualifies: %v", ErrNoWorker, len(workers), reasons)
 	}
-	if f.Strategy == "random" {
+	switch f.Strategy {
+	case "random":
 		rand.Shuffle(len(ok), func(i, j int) { ok[i], ok[j] = ok[j], ok[i] })
+	case "specify": // designated order: the first live one tracks
+		slices.SortStableFunc(ok, func(a, b *liveWorker) int {
+			return slices.Index(f.Designated, a.hb.WorkerID) - slices.Index(f.Designated, b.hb.WorkerID)
+		})
 	}
 	// workers arrive best score first: health_first keeps that order.
 	if f.MaxWorkers > 0 && len(ok) > f.MaxWorkers {

@@ -12,21 +12,36 @@ import (
 	"github.com/jetworker/jetworker/modules/server"
 )
 
-// waitExpiry reads w until key is deleted or expires (any non-put), and
-// fails after timeout.
-func waitExpiry(t *testing.T, w njs.KeyWatcher, key string, timeout time.Duration) njs.KeyValueEntry {
+// waitRemoval reads w until key is deleted, purged or expires (any
+// non-put), failing after timeout. It returns the last put seen for key
+// (nil if none) and the removal.
+func waitRemoval(t *testing.T, w njs.KeyWatcher, key string, timeout time.Duration) (lastPut, removal njs.KeyValueEntry) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
 		case e := <-w.Updates():
-			if e != nil && e.Key() == key && e.Operation() != njs.KeyValuePut {
-				return e
+			switch {
+			case e == nil || e.Key() != key:
+			case e.Operation() == njs.KeyValuePut:
+				lastPut = e
+			default:
+				return lastPut, e
 			}
 		case <-deadline:
-			t.Fatalf("no delete or expiry event for %s within %s", key, timeout)
+			t.Fatalf("no removal of %s within %s", key, timeout)
 		}
 	}
+}
+
+// requireExpired checks that removal is a TTL expiry (a MaxAge marker,
+// reported as a purge) that came no sooner than ttl after the last put,
+// both by the JetStream server's clock.
+func requireExpired(t *testing.T, lastPut, removal njs.KeyValueEntry, ttl time.Duration) {
+	t.Helper()
+	require.Equal(t, njs.KeyValuePurge, removal.Operation(), "removed by expiry, not deleted")
+	require.NotNil(t, lastPut)
+	require.GreaterOrEqual(t, removal.Created().Sub(lastPut.Created()), ttl*9/10, "removed before its TTL")
 }
 
 func TestHeartbeat_RegistryAndExpiryAfterKill(t *testing.T) {
@@ -70,10 +85,8 @@ func TestHeartbeat_RegistryAndExpiryAfterKill(t *testing.T) {
 
 	// Kill the heartbeats (no draining heartbeat, nothing removed by hand).
 	require.NoError(t, w.Health.Stop(ctx))
-	killed := time.Now()
-	e := waitExpiry(t, watch, key, 5*time.Second)
-	require.NotEqual(t, njs.KeyValuePut, e.Operation())
-	require.Greater(t, time.Since(killed), ttl/2, "entry removed before its TTL")
+	lastPut, removal := waitRemoval(t, watch, key, 5*time.Second)
+	requireExpired(t, lastPut, removal, ttl)
 
 	list, err := s.Workers().List(ctx, "demo")
 	require.NoError(t, err)
@@ -108,8 +121,17 @@ func TestHeartbeat_StoppedWorkerDrainsThenExpires(t *testing.T) {
 		list, err := s.Workers().List(ctx, "demo")
 		return err == nil && len(list) == 1 && list[0].ShuttingDown && list[0].Score == 0
 	}, 5*time.Second, 20*time.Millisecond)
-	waitExpiry(t, watch, key, 5*time.Second)
+	lastPut, removal := waitRemoval(t, watch, key, 5*time.Second)
+	requireExpired(t, lastPut, removal, ttl)
+	require.True(t, decode(t, lastPut).ShuttingDown)
 	list, err := s.Workers().List(ctx, "demo")
 	require.NoError(t, err)
 	require.Empty(t, list)
+}
+
+func decode(t *testing.T, e njs.KeyValueEntry) jwjs.WorkerEntry {
+	t.Helper()
+	we, err := jwjs.DecodeWorker(e)
+	require.NoError(t, err)
+	return we
 }

@@ -167,6 +167,13 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	// Subscriptions are sent asynchronously; a round trip makes sure the
+	// NATS server has them when Start returns, so that a request from
+	// another connection right after does not meet "no responders".
+	if err := flush(ctx, s.conn.NC()); err != nil {
+		_ = s.Stop(ctx)
+		return fmt.Errorf("register endpoints: %w", err)
+	}
 	s.log.Info("server started", "lease_period", s.leases.Period(), "worker_ttl", s.workers.TTL())
 	return nil
 }
@@ -200,6 +207,15 @@ func (s *Server) addEndpoint(e Endpoint) error {
 		return fmt.Errorf("endpoint %s: %w", e.Name, err)
 	}
 	return nil
+}
+
+// flush waits for the server's PONG, bounded by ctx (or the connection's
+// flush timeout when ctx has no deadline).
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); ok {
+		return nc.FlushWithContext(ctx)
+	}
+	return nc.Flush()
 }
 
 // Stop stops serving, then releases the app leases.

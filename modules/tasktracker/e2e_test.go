@@ -30,7 +30,9 @@ func run(t *testing.T, s *testkit.Stack, job subjects.JobSpec, params string) *j
 	return in
 }
 
-func named(name string, p processor.Processor) processor.Named { return processor.Named{Name: name, Processor: p} }
+func named(name string, p processor.Processor) processor.Named {
+	return processor.Named{Name: name, Processor: p}
+}
 
 func TestStandalone(t *testing.T) {
 	t.Parallel()
@@ -116,15 +118,8 @@ func TestMapReduce(t *testing.T) {
 	require.Positive(t, s.Workers[0].Executors.Executed())
 	require.Positive(t, s.Workers[1].Executors.Executed())
 	testkit.Eventually(t, 5*time.Second, func() bool {
-		keys, err := s.Workers[0].Tasks.ListKeysFiltered(context.Background(), in.ID+".>")
-		if err != nil {
-			return false
-		}
-		n := 0
-		for range keys.Keys() {
-			n++
-		}
-		return n == 0
+		n, err := jetstream.CountKeys(context.Background(), s.Workers[0].Tasks, in.ID+".>")
+		return err == nil && n == 0
 	}, "task_info entries purged")
 }
 

@@ -214,6 +214,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	for i, s := range w.steps {
 		if err := s.start(ctx); err != nil {
 			w.stopSteps(ctx, i-1)
+			// They are stopped: Started must not list them, nor Stop stop
+			// them again.
+			w.mu.Lock()
+			w.started = nil
+			w.mu.Unlock()
 			return fmt.Errorf("worker start: %s: %w", s.name, err)
 		}
 		w.mu.Lock()

@@ -186,6 +186,24 @@ func TestUnknownAppFailsStart(t *testing.T) {
 	require.NoError(t, w.Stop(ctx))
 }
 
+func TestLateStepFailureUndoesEarlierSteps(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	cfg := testConfig("demo")
+	cfg.TaskStore.Replicas = 3 // impossible on a single NATS server
+	w, err := New(cfg, e.conn, e.log, Options{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = w.Start(ctx)
+	require.ErrorContains(t, err, "task_store")
+	require.Empty(t, w.Started(), "steps undone by a failed Start are not started")
+	// The mailbox started before the failure is gone again.
+	_, err = e.nc.Request(subjects.WorkerVerb("demo", w.ID.WorkerID, subjects.MailboxDeployContainer, "deploy"), nil, 2*time.Second)
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	require.NoError(t, w.Stop(ctx))
+}
+
 func TestNoServerFailsStartUnlessLazy(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Server(t) // NATS, but no jetworker server
