@@ -123,6 +123,9 @@ type Heartbeat struct {
 	Custom     CustomMetrics   `msgpack:"custom"` // user-supplied collector values
 	Score      float64         `msgpack:"score"`  // higher is healthier; see the health module
 	Containers []ContainerInfo `msgpack:"containers"`
+	// Processors lists the Go processors registered on the worker, so the
+	// server can reject a job that no worker can run.
+	Processors []string `msgpack:"processors"`
 	// Tracker counts and the overload flag let the server avoid a worker
 	// that would refuse new instances.
 	LightTrackers int    `msgpack:"light_trackers"`

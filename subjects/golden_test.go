@@ -82,6 +82,7 @@ var goldenCases = []goldenCase{
 			Custom:        subjects.CustomMetrics{"queue_depth": 12, "cache_hit_ratio": 0.875, "backlog": -3.5, "z_last": 1e9},
 			Score:         21.125,
 			Containers:    []subjects.ContainerInfo{{ID: 3, Name: "resize", Version: "9e107d9d372bb6826bd81d3542a419d6"}, {ID: 4, Name: "ocr", Version: "e4d909c290d0fb1ca068ffaddf22cbd0"}},
+			Processors:    []string{"demo.hello", "demo.primes"},
 			LightTrackers: 2,
 			HeavyTrackers: 1,
 			ProcTrackers:  3,
@@ -285,7 +286,7 @@ func TestGoldenKeys(t *testing.T) {
 		"acquire_request": {"v", "app", "worker_id", "current_server"},
 		"acquire_reply":   {"v", "server_id"},
 		"heartbeat": {"v", "worker_id", "app", "app_id", "host", "pid", "version", "tags", "seq", "metrics", "custom", "score",
-			"containers", "light_trackers", "heavy_trackers", "processor_trackers", "overloaded", "log_lines_dropped", "shutting_down"},
+			"containers", "processors", "light_trackers", "heavy_trackers", "processor_trackers", "overloaded", "log_lines_dropped", "shutting_down"},
 		"log_batch": {"v", "app", "worker_id", "instance_id", "lines", "dropped"},
 		"error":     {"v", "code", "message"},
 	}

@@ -137,6 +137,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 		hb.LogLinesDrop = w.Logs.Stats().Dropped
 		hb.LightTrackers, hb.HeavyTrackers, _ = w.Trackers.Counts()
 		hb.ProcTrackers = w.Executors.Count()
+		hb.Processors = w.Registry.Names()
 		hb.Overloaded = hb.Overloaded || w.Trackers.Overloaded() || w.Executors.Overloaded()
 	}))
 	for _, ext := range opts.Extensions {
