@@ -18,26 +18,28 @@ const BucketInstances = "jw_instances"
 // the owning server's clock, for people; decisions use the server's own
 // timers.
 type Instance struct {
-	ID            string                 `msgpack:"id"`
-	App           string                 `msgpack:"app"`
-	JobID         string                 `msgpack:"job_id"`
-	Job           subjects.JobSpec       `msgpack:"job"`
-	Params        string                 `msgpack:"params"`
-	Selection     subjects.Selection     `msgpack:"selection"`
-	State         subjects.InstanceState `msgpack:"state"`
-	ServerID      string                 `msgpack:"server_id"`
-	TrackerWorker string                 `msgpack:"tracker_worker"`
-	Workers       []string               `msgpack:"workers"`
-	Counts        subjects.TaskCounts    `msgpack:"counts"`
-	Result        string                 `msgpack:"result"`
-	Recent        []subjects.SubInstance `msgpack:"recent"`
-	ExpectedMS    int64                  `msgpack:"expected_ms"` // when it should have started
-	TriggerMS     int64                  `msgpack:"trigger_ms"`  // when it was dispatched
-	FinishedMS    int64                  `msgpack:"finished_ms"`
-	RunCount      int                    `msgpack:"run_count"` // dispatches from scratch
-	Epoch         uint64                 `msgpack:"epoch"`     // tracker generation (resumes)
-	LastSeq       uint64                 `msgpack:"last_seq"`  // newest status report applied
-	Note          string                 `msgpack:"note"`      // why it was skipped, retried, resumed
+	ID        string             `msgpack:"id"`
+	App       string             `msgpack:"app"`
+	JobID     string             `msgpack:"job_id"`
+	Job       subjects.JobSpec   `msgpack:"job"`
+	Params    string             `msgpack:"params"`
+	Selection subjects.Selection `msgpack:"selection"`
+	// InstanceRetries is how many times a failed run is started again.
+	InstanceRetries int                    `msgpack:"instance_retries"`
+	State           subjects.InstanceState `msgpack:"state"`
+	ServerID        string                 `msgpack:"server_id"`
+	TrackerWorker   string                 `msgpack:"tracker_worker"`
+	Workers         []string               `msgpack:"workers"`
+	Counts          subjects.TaskCounts    `msgpack:"counts"`
+	Result          string                 `msgpack:"result"`
+	Recent          []subjects.SubInstance `msgpack:"recent"`
+	ExpectedMS      int64                  `msgpack:"expected_ms"` // when it should have started
+	TriggerMS       int64                  `msgpack:"trigger_ms"`  // when it was dispatched
+	FinishedMS      int64                  `msgpack:"finished_ms"`
+	RunCount        int                    `msgpack:"run_count"` // dispatches from scratch
+	Epoch           uint64                 `msgpack:"epoch"`     // tracker generation (resumes)
+	LastSeq         uint64                 `msgpack:"last_seq"`  // newest status report applied
+	Note            string                 `msgpack:"note"`      // why it was skipped, retried, resumed
 }
 
 // Instances is the instance store.

@@ -163,3 +163,15 @@ func (s *Jobs) SetFire(ctx context.Context, app, id string, f FireState) (FireSt
 	f.Revision = rev
 	return f, nil
 }
+
+// Find returns a job by id alone (any app).
+func (s *Jobs) Find(ctx context.Context, id string) (*subjects.Job, error) {
+	es, err := entries(ctx, s.kv, "*."+id)
+	if err != nil {
+		return nil, err
+	}
+	if len(es) == 0 {
+		return nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
+	}
+	return DecodeJob(es[0])
+}

@@ -35,7 +35,7 @@ func newClient(cmd *cobra.Command) (*client.Client, func(), error) {
 
 func instanceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "instance", Short: "Run, show, stop and inspect job instances"}
-	cmd.AddCommand(instanceRunCmd(), instanceShowCmd(), instanceStopCmd(), instanceTasksCmd())
+	cmd.AddCommand(instanceRunCmd(), instanceShowCmd(), instanceStopCmd(), instanceTasksCmd(), instanceListCmd(), instanceRetryCmd())
 	return cmd
 }
 

@@ -48,7 +48,7 @@ func rootCmd() *cobra.Command {
 	f.StringVar(&g.cert, "nats-cert", "", "client certificate for TLS to NATS")
 	f.StringVar(&g.key, "nats-key", "", "client key for TLS to NATS")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error")
-	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd())
+	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd())
 	return root
 }
 

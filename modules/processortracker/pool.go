@@ -103,7 +103,7 @@ func (p *Pool) loop(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		for _, tr := range list {
-			if tr.idleFor() > p.cfg.IdleTimeout {
+			if tr.retireIfIdle(p.cfg.IdleTimeout) {
 				p.remove(tr, "idle")
 				continue
 			}

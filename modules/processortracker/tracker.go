@@ -127,6 +127,12 @@ func (t *tracker) work() {
 		case <-t.ctx.Done():
 			return
 		case task := <-t.queue:
+			if t.ctx.Err() != nil {
+				// Stopped: select picks at random among ready cases, so a
+				// queued task may come out after the cancel. Drop it rather
+				// than call the processor for a stopped instance.
+				return
+			}
 			t.mu.Lock()
 			t.running++
 			t.mu.Unlock()
@@ -223,13 +229,20 @@ func (t *tracker) target(verb string) func() string {
 	}
 }
 
-func (t *tracker) idleFor() time.Duration {
+// retireIfIdle closes the tracker to new tasks when it has had nothing to
+// do for longer than d. The check and the close are one step under mu: a
+// start-task accepted between a separate check and the release would be
+// dropped without a report (the task tracker would only notice after its
+// PTTimeout); now it either refreshes lastActive first or is rejected
+// visibly.
+func (t *tracker) retireIfIdle(d time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.running > 0 || len(t.queue) > 0 || len(t.pending) > 0 {
-		return 0
+	if t.closed || t.running > 0 || len(t.queue) > 0 || len(t.pending) > 0 || time.Since(t.lastActive) <= d {
+		return false
 	}
-	return time.Since(t.lastActive)
+	t.closed = true
+	return true
 }
 
 func (t *tracker) isIdle() bool {
@@ -252,11 +265,7 @@ func (t *tracker) sendStatus() {
 // close cancels every task's context and waits for the goroutines.
 func (t *tracker) close(why string) {
 	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return
-	}
-	t.closed = true
+	t.closed = true // retireIfIdle may have set it already; cancel and Wait are idempotent
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()

@@ -25,6 +25,8 @@ type registry struct {
 	mu    sync.RWMutex
 	apps  map[string]map[string]*liveWorker
 	ready chan struct{}
+	// gone is told when a worker leaves (expired or deleted).
+	gone func(app, workerID string)
 }
 
 func newRegistry() *registry {
@@ -54,6 +56,9 @@ func (r *registry) run(ctx context.Context, w njs.KeyWatcher) {
 			}
 			if e.Operation() != njs.KeyValuePut {
 				r.remove(app, id)
+				if r.gone != nil {
+					r.gone(app, id)
+				}
 				continue
 			}
 			we, err := jetstream.DecodeWorker(e)

@@ -23,6 +23,11 @@ import (
 
 // Config tunes the scheduler.
 type Config struct {
+	// Clock is the time source for cron (nil: the wall clock); tests use a
+	// ManualClock.
+	Clock Clock `yaml:"-"`
+	// FireConcurrency bounds cron fires processed at once (zero means 256).
+	FireConcurrency int `yaml:"fire_concurrency"`
 	// DispatchTimeout bounds one run request to a worker (zero means 3s);
 	// DispatchTries is how many workers are tried (zero means 3).
 	DispatchTimeout time.Duration `yaml:"dispatch_timeout"`
@@ -36,6 +41,12 @@ func (c *Config) fill() {
 	if c.DispatchTries == 0 {
 		c.DispatchTries = 3
 	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.FireConcurrency == 0 {
+		c.FireConcurrency = 256
+	}
 }
 
 // tracked is an instance this server follows; mu serialises its updates so
@@ -45,18 +56,33 @@ type tracked struct {
 	rec *jetstream.Instance
 }
 
+// snapshot copies the record.
+func (t *tracked) snapshot() *jetstream.Instance {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp := *t.rec
+	return &cp
+}
+
 // Scheduler is the server plugin.
 type Scheduler struct {
 	cfg       Config
 	srv       *server.Server
 	log       *slog.Logger
 	instances *jetstream.Instances
+	jobs      *jetstream.Jobs
 	reg       *registry
 	ttl       time.Duration
+	clock     Clock
+	fireSlots chan struct{}
+	freqMu    sync.Mutex // one frequent start at a time
 
-	mu     sync.Mutex
-	active map[string]*tracked
+	mu      sync.Mutex
+	active  map[string]*tracked
+	running map[string]int // active instances per job id
+	apps    map[string]*appTriggers
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -64,8 +90,11 @@ type Scheduler struct {
 // New builds the plugin and registers it on srv.
 func New(cfg Config, srv *server.Server) *Scheduler {
 	cfg.fill()
-	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(), active: map[string]*tracked{}}
+	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(), active: map[string]*tracked{}, running: map[string]int{},
+		apps: map[string]*appTriggers{}, clock: cfg.Clock, fireSlots: make(chan struct{}, cfg.FireConcurrency)}
+	s.reg.gone = s.workerGone
 	srv.AddPlugin(s)
+	srv.AddHook(s)
 	return s
 }
 
@@ -80,12 +109,15 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	if s.instances, err = jetstream.OpenInstances(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
+	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
+		return err
+	}
 	w, err := srv.Workers().Watch(context.Background(), "")
 	if err != nil {
 		return err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.ctx, s.cancel = rctx, cancel
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -103,11 +135,24 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 func (s *Scheduler) Stop(context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
+		s.mu.Lock()
+		apps := make([]*appTriggers, 0, len(s.apps))
+		for _, at := range s.apps {
+			apps = append(apps, at)
+		}
+		s.mu.Unlock()
+		for _, at := range apps {
+			at.stopAll()
+			at.wg.Wait()
+		}
 		s.wg.Wait()
 		s.cancel = nil
 	}
 	return nil
 }
+
+// Jobs is the job store (nil before Start).
+func (s *Scheduler) Jobs() *jetstream.Jobs { return s.jobs }
 
 // Endpoints are the scheduler's server verbs.
 func (s *Scheduler) Endpoints() []server.Endpoint {
@@ -116,6 +161,11 @@ func (s *Scheduler) Endpoints() []server.Endpoint {
 		{Name: "run", Subject: subjects.ServerVerb("*", id, subjects.VerbRunJob), Queue: id, Handler: s.handleRun},
 		{Name: "stop", Subject: subjects.ServerVerb("*", id, subjects.VerbStopRun), Queue: id, Handler: s.handleStop},
 		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: s.handleStatus},
+		{Name: "job-save", Subject: subjects.ServerVerb("*", id, subjects.VerbJobSave), Queue: id, Handler: s.handleJobSave},
+		{Name: "job-delete", Subject: subjects.ServerVerb("*", id, subjects.VerbJobDelete), Queue: id, Handler: s.handleJobDelete},
+		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: s.handleJobEnable},
+		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: s.handleJobRun},
+		{Name: "instance-retry", Subject: subjects.ServerVerb("*", id, subjects.VerbInstRetry), Queue: id, Handler: s.handleRetry},
 	}
 }
 
@@ -145,26 +195,47 @@ func (s *Scheduler) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Mess
 // returned even when no worker took it (it is then FAILED with the reason).
 func (s *Scheduler) RunOnce(ctx context.Context, app string, job subjects.JobSpec, params string, sel subjects.Selection) (*jetstream.Instance, error) {
 	now := time.Now().UnixMilli()
-	rec := &jetstream.Instance{ID: nuid.Next(), App: app, JobID: job.JobID, Job: job, Params: params, Selection: sel,
-		State: subjects.InstanceWaitingDispatch, ServerID: s.srv.ID(), ExpectedMS: now}
+	t, err := s.create(ctx, &jetstream.Instance{ID: nuid.Next(), App: app, JobID: job.JobID, Job: job, Params: params, Selection: sel, ExpectedMS: now})
+	if err != nil {
+		return nil, err
+	}
+	s.dispatch(ctx, t, false)
+	return t.snapshot(), nil
+}
+
+// create stores a new WAITING_DISPATCH instance and follows it.
+func (s *Scheduler) create(ctx context.Context, rec *jetstream.Instance) (*tracked, error) {
+	rec.State, rec.ServerID = subjects.InstanceWaitingDispatch, s.srv.ID()
 	if _, err := s.instances.Create(ctx, rec); err != nil {
-		return nil, fmt.Errorf("create instance: %w", err)
+		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}
 	t := &tracked{rec: rec}
+	s.follow(t)
+	return t, nil
+}
+
+// follow adds a non-final instance to the active set.
+func (s *Scheduler) follow(t *tracked) {
 	s.mu.Lock()
-	s.active[rec.ID] = t
-	s.mu.Unlock()
-	s.dispatch(ctx, t, false)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cp := *t.rec
-	return &cp, nil
+	defer s.mu.Unlock()
+	if _, ok := s.active[t.rec.ID]; ok {
+		return
+	}
+	s.active[t.rec.ID] = t
+	s.running[t.rec.JobID]++
+}
+
+// runningOf counts a job's active instances.
+func (s *Scheduler) runningOf(jobID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[jobID]
 }
 
 // dispatch sends the instance to the best worker that accepts it, trying
 // up to DispatchTries workers; resume asks the worker to rebuild from
 // task_info instead of starting afresh.
-func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) {
+func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool {
 	t.mu.Lock()
 	rec := *t.rec
 	t.mu.Unlock()
@@ -210,8 +281,12 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) {
 				}
 				return true
 			})
-			return
+			return true
 		}
+	}
+	if resume {
+		s.log.Warn("resume failed", "instance_id", rec.ID, "err", lastErr)
+		return false
 	}
 	msg := "no worker available"
 	if lastErr != nil {
@@ -224,6 +299,7 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) {
 		r.State, r.Result, r.FinishedMS = subjects.InstanceFailed, msg, time.Now().UnixMilli()
 		return true
 	})
+	return false
 }
 
 func others(all []string, not string) []string {
@@ -254,8 +330,14 @@ func (s *Scheduler) update(t *tracked, fn func(*jetstream.Instance) bool) error 
 	t.rec = &next
 	if next.State.Final() {
 		s.mu.Lock()
-		delete(s.active, next.ID)
+		if _, ok := s.active[next.ID]; ok {
+			delete(s.active, next.ID)
+			if s.running[next.JobID]--; s.running[next.JobID] <= 0 {
+				delete(s.running, next.JobID)
+			}
+		}
 		s.mu.Unlock()
+		go s.restartFrequent(&next)
 	}
 	return nil
 }
@@ -279,12 +361,12 @@ func (s *Scheduler) get(ctx context.Context, id string) (*tracked, error) {
 	t = &tracked{rec: rec}
 	if !rec.State.Final() {
 		s.mu.Lock()
-		if prev, ok := s.active[id]; ok {
-			t = prev
-		} else {
-			s.active[id] = t
-		}
+		prev, ok := s.active[id]
 		s.mu.Unlock()
+		if ok {
+			return prev, nil
+		}
+		s.follow(t)
 	}
 	return t, nil
 }
@@ -298,7 +380,15 @@ func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.M
 	if err != nil {
 		return nil, err
 	}
+	retry := false
 	err = s.update(t, func(r *jetstream.Instance) bool {
+		if st.State == subjects.InstanceFailed && !r.State.Final() && st.Epoch >= r.Epoch && r.RunCount <= r.InstanceRetries && !r.Job.TimeType.Frequent() {
+			// Instance retry (PowerJob's instanceRetryNum): run it again.
+			retry = true
+			r.State, r.Counts = subjects.InstanceWaitingDispatch, subjects.TaskCounts{}
+			r.Note = fmt.Sprintf("run %d failed (%s); retrying (%d of %d)", r.RunCount, st.Result, r.RunCount, r.InstanceRetries)
+			return true
+		}
 		if r.State.Final() || st.Epoch < r.Epoch {
 			return false // state only moves forward; a stale tracker is ignored
 		}
@@ -319,6 +409,9 @@ func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.M
 	})
 	if err != nil {
 		return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
+	}
+	if retry {
+		go s.dispatch(s.ctx, t, false)
 	}
 	return &subjects.Ack{}, nil
 }

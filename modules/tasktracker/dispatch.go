@@ -25,23 +25,42 @@ func (h *heavy) dispatch() {
 		if pt == nil || pt.dead || pt.full {
 			continue
 		}
-		h.pinned[w] = h.fill(pt, ids)
+		h.pinned[w] = h.fill(pt, ids, len(ids))
 		if len(h.pinned[w]) == 0 {
 			delete(h.pinned, w)
 		}
+	}
+	// Share the waiting tasks out between the trackers that can take
+	// them: one batch of up to DispatchBatch to the first tracker picked
+	// would leave the others idle while it works through the lot.
+	share := len(h.waiting)
+	if n := h.usable(); n > 1 {
+		share = (share + n - 1) / n
 	}
 	for len(h.waiting) > 0 {
 		pt := h.pick()
 		if pt == nil {
 			return
 		}
-		h.waiting = h.fill(pt, h.waiting)
+		h.waiting = h.fill(pt, h.waiting, share)
 	}
 }
 
-// fill sends a batch from queue to pt and returns what is left.
-func (h *heavy) fill(pt *ptInfo, queue []string) []string {
-	n := min(h.m.cfg.Window-pt.inflight, h.m.cfg.DispatchBatch)
+// usable counts the processor trackers pick would choose in its first pass.
+func (h *heavy) usable() int {
+	n := 0
+	for _, pt := range h.pts {
+		if !pt.dead && !pt.full && pt.inflight < h.m.cfg.Window && pt.lethal == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// fill sends a batch of at most limit tasks from queue to pt and returns
+// what is left.
+func (h *heavy) fill(pt *ptInfo, queue []string, limit int) []string {
+	n := min(h.m.cfg.Window-pt.inflight, h.m.cfg.DispatchBatch, limit)
 	if n <= 0 {
 		return queue
 	}

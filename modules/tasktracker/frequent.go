@@ -28,6 +28,8 @@ type frequent struct {
 	running   int
 	started   int64
 	skipped   int64
+	succeeded int64
+	failed    int64
 	recent    []subjects.SubInstance
 	stopState subjects.InstanceState
 	stopWhy   string
@@ -145,6 +147,11 @@ func (f *frequent) runSub(n int64) {
 	if f.ctx.Err() != nil && f.stopState != 0 {
 		sub.State = subjects.InstanceStopped
 	}
+	if sub.State == subjects.InstanceSucceeded {
+		f.succeeded++
+	} else {
+		f.failed++
+	}
 	f.recent = append(f.recent, sub)
 	if len(f.recent) > keepRecent {
 		f.recent = append(f.recent[:0:0], f.recent[len(f.recent)-keepRecent:]...)
@@ -168,15 +175,7 @@ func (f *frequent) counts() subjects.TaskCounts {
 }
 
 func (f *frequent) countsLocked() subjects.TaskCounts {
-	c := subjects.TaskCounts{Total: f.started, Running: int64(f.running)}
-	for _, s := range f.recent {
-		if s.State == subjects.InstanceSucceeded {
-			c.Succeeded++
-		} else if s.State.Final() {
-			c.Failed++
-		}
-	}
-	return c
+	return subjects.TaskCounts{Total: f.started, Running: int64(f.running), Succeeded: f.succeeded, Failed: f.failed}
 }
 
 func (f *frequent) stop(state subjects.InstanceState, reason string) {

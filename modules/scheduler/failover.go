@@ -1,0 +1,101 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// workerGone is called when a worker leaves the registry (its heartbeats
+// stopped for the worker TTL). Every instance it was tracking fails over.
+func (s *Scheduler) workerGone(app, workerID string) {
+	s.mu.Lock()
+	var list []*tracked
+	for _, t := range s.active {
+		if t.rec.App == app && t.rec.TrackerWorker == workerID {
+			list = append(list, t)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range list {
+		go s.failover(t, "task tracker worker "+workerID+" lost")
+	}
+}
+
+// failover moves an instance whose tracker died: a heavy instance resumes
+// on another worker from its task_info entries, so nothing that finished
+// runs again; when that is impossible (no entries: a light instance, or the
+// tracker died before recording anything) it is retried from scratch up to
+// its instance retries; a frequent instance is recorded FAILED and its job
+// starts a new one elsewhere.
+func (s *Scheduler) failover(t *tracked, why string) {
+	rec := t.snapshot()
+	if rec.State.Final() || s.owner(rec.App) != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	s.log.Warn("failing over instance", "instance_id", rec.ID, "reason", why, "execute_type", rec.Job.ExecuteType)
+	fail := func(msg string) {
+		s.update(t, func(r *jetstream.Instance) bool {
+			if r.State.Final() {
+				return false
+			}
+			r.State, r.Result, r.FinishedMS = subjects.InstanceFailed, msg, time.Now().UnixMilli()
+			return true
+		})
+	}
+	if rec.Job.TimeType.Frequent() {
+		fail(why)
+		return
+	}
+	if rec.Job.ExecuteType != subjects.ExecStandalone {
+		s.update(t, func(r *jetstream.Instance) bool {
+			r.Note = why + "; resuming from task_info"
+			return !r.State.Final()
+		})
+		if s.dispatch(ctx, t, true) {
+			return
+		}
+	}
+	if rec.RunCount <= rec.InstanceRetries {
+		s.update(t, func(r *jetstream.Instance) bool {
+			if r.State.Final() {
+				return false
+			}
+			r.State, r.Note = subjects.InstanceWaitingDispatch, why+"; retrying from scratch"
+			return true
+		})
+		s.dispatch(ctx, t, false)
+		return
+	}
+	fail(why + "; no instance retries left")
+}
+
+// adopt follows the unfinished instances of an app this server has just
+// taken over (a full read of the instance records, once per takeover),
+// and fails over those whose tracker is gone or that were never dispatched.
+func (s *Scheduler) adopt(ctx context.Context, app string) {
+	list, err := s.instances.List(ctx, func(in *jetstream.Instance) bool { return in.App == app && !in.State.Final() })
+	if err != nil {
+		s.log.Error("adopt instances", "app", app, "err", err)
+		return
+	}
+	for _, rec := range list {
+		t, err := s.get(ctx, rec.ID)
+		if err != nil {
+			continue
+		}
+		switch {
+		case rec.TrackerWorker == "" && rec.State == subjects.InstanceWaitingDispatch:
+			go s.dispatch(s.ctx, t, false)
+		case rec.TrackerWorker != "" && !s.reg.isAlive(app, rec.TrackerWorker, s.ttl):
+			go s.failover(t, "task tracker worker "+rec.TrackerWorker+" gone while no server owned the app")
+		}
+	}
+	if len(list) > 0 {
+		s.log.Info("adopted running instances", "app", app, "count", len(list))
+	}
+}

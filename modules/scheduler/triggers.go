@@ -1,0 +1,409 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/robfig/cron/v3"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// maxCatchUp bounds the missed cron fires recorded one by one after an
+// outage; older ones are summarised in one record.
+const maxCatchUp = 1000
+
+// appTriggers fires one owned app's jobs: cron on timers, fixed rate and
+// fixed delay as one frequent instance kept alive on some worker. It
+// follows the jobs bucket with a watch, so an edit takes effect at once.
+type appTriggers struct {
+	s      *Scheduler
+	app    string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	jobs map[string]*jobState
+}
+
+type jobState struct {
+	job    *subjects.Job
+	sched  cron.Schedule
+	loc    *time.Location
+	period time.Duration
+	stop   func() bool
+	fire   jetstream.FireState
+	loaded bool // fire state read and catch-up done in this ownership
+}
+
+// Acquired starts the app's triggers (ownership hook; must not block).
+func (s *Scheduler) Acquired(app string) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	at := &appTriggers{s: s, app: app, ctx: ctx, cancel: cancel, jobs: map[string]*jobState{}}
+	s.mu.Lock()
+	if old := s.apps[app]; old != nil {
+		old.cancel()
+	}
+	s.apps[app] = at
+	s.mu.Unlock()
+	at.wg.Add(1)
+	go at.run()
+}
+
+// Lost stops the app's triggers (ownership hook).
+func (s *Scheduler) Lost(app string) {
+	s.mu.Lock()
+	at := s.apps[app]
+	delete(s.apps, app)
+	s.mu.Unlock()
+	if at != nil {
+		at.stopAll()
+	}
+}
+
+func (at *appTriggers) stopAll() {
+	at.cancel()
+	at.mu.Lock()
+	for _, js := range at.jobs {
+		if js.stop != nil {
+			js.stop()
+		}
+	}
+	at.mu.Unlock()
+}
+
+func (at *appTriggers) run() {
+	defer at.wg.Done()
+	log := at.s.log.With("app", at.app)
+	// Follow the instances the previous owner left running.
+	at.s.adopt(at.ctx, at.app)
+	w, err := at.s.jobs.Watch(at.ctx, at.app)
+	if err != nil {
+		log.Error("watch jobs", "err", err)
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-at.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			_, id, _ := jetstream.SplitWorkerKey(e.Key())
+			if e.Operation() != njs.KeyValuePut {
+				at.remove(id)
+				continue
+			}
+			j, err := jetstream.DecodeJob(e)
+			if err != nil {
+				log.Error("job entry", "key", e.Key(), "err", err)
+				continue
+			}
+			at.upsert(j)
+		}
+	}
+}
+
+func (at *appTriggers) remove(id string) {
+	at.mu.Lock()
+	js := at.jobs[id]
+	delete(at.jobs, id)
+	at.mu.Unlock()
+	if js == nil {
+		return
+	}
+	if js.stop != nil {
+		js.stop()
+	}
+	at.s.stopFrequent(at.ctx, js.job, "job deleted")
+}
+
+// upsert (re)schedules a job after a create, an edit or at acquisition.
+func (at *appTriggers) upsert(j *subjects.Job) {
+	at.mu.Lock()
+	js := at.jobs[j.ID]
+	if js == nil {
+		js = &jobState{}
+		at.jobs[j.ID] = js
+	}
+	if js.stop != nil {
+		js.stop()
+		js.stop = nil
+	}
+	js.job = j
+	at.mu.Unlock()
+	switch j.TimeType {
+	case subjects.TimeCron:
+		sched, loc, err := ParseCron(j.TimeExpression, j.TimeZone)
+		if err != nil {
+			at.s.log.Error("job has a bad cron expression", "job_id", j.ID, "err", err)
+			return
+		}
+		at.mu.Lock()
+		js.sched, js.loc = sched, loc
+		at.mu.Unlock()
+		if !j.Enabled {
+			return
+		}
+		at.catchUp(js)
+		at.scheduleNext(js, at.s.clock.Now())
+	case subjects.TimeFixedRate, subjects.TimeFixedDelay:
+		if !j.Enabled || (j.EndMS != 0 && at.s.clock.Now().UnixMilli() > j.EndMS) {
+			at.s.stopFrequent(at.ctx, j, "job disabled")
+			return
+		}
+		d, err := ParsePeriod(j.TimeExpression)
+		if err != nil {
+			return
+		}
+		js.period = d
+		at.s.ensureFrequent(at.ctx, j, d)
+	}
+}
+
+// catchUp handles the fires missed while no server owned the app: every
+// scheduled time after the last recorded fire up to now is either run late
+// once (the latest, policy run_once) or recorded as missed. Instance ids
+// are derived from the scheduled time, so a fire that the previous owner
+// did start is never started again.
+func (at *appTriggers) catchUp(js *jobState) {
+	at.mu.Lock()
+	if js.loaded {
+		at.mu.Unlock()
+		return
+	}
+	j := js.job
+	at.mu.Unlock()
+	f, err := at.s.jobs.Fire(at.ctx, at.app, j.ID)
+	if err != nil {
+		at.s.log.Error("read fire record", "job_id", j.ID, "err", err)
+		return
+	}
+	at.mu.Lock()
+	js.fire, js.loaded = f, true
+	at.mu.Unlock()
+	if f.LastMS == 0 {
+		return // never fired: start from now
+	}
+	now := at.s.clock.Now()
+	var missed []time.Time
+	for t := js.sched.Next(time.UnixMilli(f.LastMS).In(js.loc)); !t.After(now); t = js.sched.Next(t) {
+		missed = append(missed, t)
+		if len(missed) > maxCatchUp {
+			missed = missed[1:]
+		}
+	}
+	for i, t := range missed {
+		last := i == len(missed)-1
+		if last && j.MisfirePolicy != subjects.MisfireSkip {
+			at.fire(js, t, "late after failover (misfire policy run_once)")
+			continue
+		}
+		at.recordMissed(js, t)
+	}
+}
+
+// scheduleNext arms the timer for the first fire after `after`, within the
+// lifecycle window.
+func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	j := js.job
+	if at.ctx.Err() != nil || !j.Enabled || js.sched == nil {
+		return
+	}
+	if j.StartMS != 0 && after.UnixMilli() < j.StartMS {
+		after = time.UnixMilli(j.StartMS - 1)
+	}
+	next := js.sched.Next(after.In(js.loc))
+	if next.IsZero() || (j.EndMS != 0 && next.UnixMilli() > j.EndMS) {
+		return
+	}
+	if js.stop != nil {
+		js.stop()
+	}
+	js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now()), func() {
+		at.s.fireSlots <- struct{}{}
+		defer func() { <-at.s.fireSlots }()
+		at.fire(js, next, "")
+		at.scheduleNext(js, next)
+	})
+}
+
+func fireID(jobID string, t time.Time) string {
+	return jobID + "-" + strconv.FormatInt(t.Unix(), 10)
+}
+
+// fire starts the instance of one scheduled time, once.
+func (at *appTriggers) fire(js *jobState, t time.Time, note string) {
+	at.mu.Lock()
+	j := js.job
+	if js.fire.LastMS >= t.UnixMilli() {
+		at.mu.Unlock()
+		return // already fired
+	}
+	at.mu.Unlock()
+	if at.ctx.Err() != nil {
+		return
+	}
+	if _, err := at.s.fireJob(at.ctx, j, fireID(j.ID, t), t.UnixMilli(), j.Params, note); err != nil && !errors.Is(err, jetstream.ErrExists) {
+		at.s.log.Error("cron fire", "job_id", j.ID, "scheduled", t, "err", err)
+	}
+	at.advance(js, t)
+}
+
+// recordMissed stores a CANCELED instance for a fire that did not run.
+func (at *appTriggers) recordMissed(js *jobState, t time.Time) {
+	j := js.job
+	rec := &jetstream.Instance{ID: fireID(j.ID, t), App: j.App, JobID: j.ID, Job: j.Spec(0), Params: j.Params,
+		State: subjects.InstanceCanceled, ServerID: at.s.srv.ID(), ExpectedMS: t.UnixMilli(), FinishedMS: at.s.clock.Now().UnixMilli(),
+		Note: "missed: no server owned the app at the scheduled time (misfire policy " + j.MisfirePolicy + ")"}
+	if _, err := at.s.instances.Create(at.ctx, rec); err != nil && !errors.Is(err, jetstream.ErrExists) {
+		at.s.log.Error("record missed fire", "job_id", j.ID, "err", err)
+	}
+	at.advance(js, t)
+}
+
+// advance moves the job's durable last-fire time forward by CAS.
+func (at *appTriggers) advance(js *jobState, t time.Time) {
+	for range 3 {
+		at.mu.Lock()
+		f := js.fire
+		at.mu.Unlock()
+		if f.LastMS >= t.UnixMilli() {
+			return
+		}
+		f.LastMS = t.UnixMilli()
+		nf, err := at.s.jobs.SetFire(at.ctx, at.app, js.job.ID, f)
+		if err == nil {
+			at.mu.Lock()
+			js.fire = nf
+			at.mu.Unlock()
+			return
+		}
+		if !errors.Is(err, jetstream.ErrConflict) {
+			at.s.log.Error("record fire", "job_id", js.job.ID, "err", err)
+			return
+		}
+		cur, rerr := at.s.jobs.Fire(at.ctx, at.app, js.job.ID)
+		if rerr != nil {
+			return
+		}
+		at.mu.Lock()
+		js.fire.Revision, js.fire.Instance = cur.Revision, cur.Instance
+		js.fire.LastMS = max(js.fire.LastMS, cur.LastMS)
+		at.mu.Unlock()
+	}
+}
+
+// fireJob creates and dispatches one instance of a job (id "" means a
+// fresh id). When the job already has MaxInstances running, the instance
+// is recorded as CANCELED with the reason instead.
+func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string) (*jetstream.Instance, error) {
+	if id == "" {
+		id = nuid.Next()
+	}
+	rec := &jetstream.Instance{ID: id, App: j.App, JobID: j.ID, Job: j.Spec(0), Params: params, Selection: j.Selection,
+		InstanceRetries: j.InstanceRetries, ExpectedMS: expectedMS, Note: note}
+	if n := s.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances {
+		rec.State, rec.FinishedMS = subjects.InstanceCanceled, time.Now().UnixMilli()
+		rec.Note = fmt.Sprintf("skipped: %d instances of the job running, max_instances %d", n, j.MaxInstances)
+		if _, err := s.instances.Create(ctx, rec); err != nil {
+			return nil, err
+		}
+		return rec, nil
+	}
+	t, err := s.create(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	s.dispatch(ctx, t, false)
+	return t.snapshot(), nil
+}
+
+// ensureFrequent makes sure a fixed-rate or fixed-delay job has its one
+// frequent instance running, starting it on a worker when it has none.
+func (s *Scheduler) ensureFrequent(ctx context.Context, j *subjects.Job, period time.Duration) {
+	s.freqMu.Lock()
+	defer s.freqMu.Unlock()
+	f, err := s.jobs.Fire(ctx, j.App, j.ID)
+	if err != nil {
+		s.log.Error("read fire record", "job_id", j.ID, "err", err)
+		return
+	}
+	if f.Instance != "" {
+		if t, err := s.get(ctx, f.Instance); err == nil {
+			rec := t.snapshot()
+			if !rec.State.Final() && rec.Job.PeriodMS == period.Milliseconds() && rec.Job.TimeType == j.TimeType {
+				return // running (its tracker is watched by the failover)
+			}
+			if !rec.State.Final() {
+				_ = s.StopInstance(ctx, t, "job changed")
+			}
+		}
+	}
+	rec := &jetstream.Instance{ID: nuid.Next(), App: j.App, JobID: j.ID, Job: j.Spec(period.Milliseconds()), Params: j.Params,
+		Selection: j.Selection, ExpectedMS: time.Now().UnixMilli(), Note: "frequent"}
+	t, err := s.create(ctx, rec)
+	if err != nil {
+		s.log.Error("start frequent instance", "job_id", j.ID, "err", err)
+		return
+	}
+	f.Instance = rec.ID
+	if _, err := s.jobs.SetFire(ctx, j.App, j.ID, f); err != nil {
+		s.log.Warn("record frequent instance", "job_id", j.ID, "err", err)
+	}
+	s.dispatch(ctx, t, false)
+}
+
+// stopFrequent stops a frequent job's instance (disabled or deleted job).
+func (s *Scheduler) stopFrequent(ctx context.Context, j *subjects.Job, why string) {
+	if !j.TimeType.Frequent() {
+		return
+	}
+	f, err := s.jobs.Fire(ctx, j.App, j.ID)
+	if err != nil || f.Instance == "" {
+		return
+	}
+	if t, err := s.get(ctx, f.Instance); err == nil {
+		_ = s.StopInstance(ctx, t, why)
+	}
+}
+
+// restartFrequent is called when a frequent instance ended: if its job is
+// still enabled and this server owns the app, it starts again elsewhere.
+func (s *Scheduler) restartFrequent(rec *jetstream.Instance) {
+	if !rec.Job.TimeType.Frequent() || rec.JobID == "" {
+		return
+	}
+	s.mu.Lock()
+	at := s.apps[rec.App]
+	s.mu.Unlock()
+	if at == nil {
+		return
+	}
+	at.mu.Lock()
+	js := at.jobs[rec.JobID]
+	at.mu.Unlock()
+	if js == nil || !js.job.Enabled || js.period == 0 {
+		return
+	}
+	if rec.State == subjects.InstanceStopped {
+		return // stopped on purpose
+	}
+	s.log.Info("frequent instance ended; starting it again", "job_id", rec.JobID, "instance_id", rec.ID, "state", rec.State, "result", rec.Result)
+	go s.ensureFrequent(at.ctx, js.job, js.period)
+}
