@@ -1,0 +1,38 @@
+package scheduler
+
+import (
+	"slices"
+	"time"
+)
+
+// Test hooks for the external (scheduler_test) end-to-end tests: they need
+// to know when a timer is armed and what the scheduler sees, without
+// sleeping.
+
+// PendingTimers lists the due times of the clock's live timers, earliest
+// first.
+func (c *ManualClock) PendingTimers() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []time.Time
+	for _, t := range c.timers {
+		if !t.dead {
+			out = append(out, t.at)
+		}
+	}
+	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
+	return out
+}
+
+// LiveWorkers lists the worker ids of app the scheduler would dispatch to
+// (its in-memory registry), best score first.
+func (s *Scheduler) LiveWorkers(app string) []string {
+	var out []string
+	for _, w := range s.reg.alive(app, s.ttl) {
+		out = append(out, w.hb.WorkerID)
+	}
+	return out
+}
+
+// RunningOf counts the job's instances the scheduler follows as active.
+func (s *Scheduler) RunningOf(jobID string) int { return s.runningOf(jobID) }
