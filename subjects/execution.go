@@ -62,28 +62,28 @@ const MinFrequentPeriodMS = 50
 
 // JobSpec is what a worker needs to run a job's instance.
 type JobSpec struct {
-	JobID         string      `msgpack:"job_id"`
-	Name          string      `msgpack:"name"`
-	ProcessorType string      `msgpack:"processor_type"` // "go" (built in) or "wasm" (container)
-	Processor     string      `msgpack:"processor"`      // registered name, or "<containerId>#<name>"
-	ExecuteType   ExecuteType `msgpack:"execute_type"`
-	TimeType      TimeType    `msgpack:"time_type"`
+	JobID         string      `msgpack:"job_id,omitempty"`
+	Name          string      `msgpack:"name,omitempty"`
+	ProcessorType string      `msgpack:"processor_type,omitempty"` // "go" (built in) or "wasm" (container)
+	Processor     string      `msgpack:"processor,omitempty"`      // registered name, or "<containerId>#<name>"
+	ExecuteType   ExecuteType `msgpack:"execute_type,omitempty"`
+	TimeType      TimeType    `msgpack:"time_type,omitempty"`
 	// PeriodMS is the fixed rate or delay of a frequent job.
-	PeriodMS int64  `msgpack:"period_ms"`
-	Params   string `msgpack:"params"`
+	PeriodMS int64  `msgpack:"period_ms,omitempty"`
+	Params   string `msgpack:"params,omitempty"`
 	// MaxInstances bounds concurrently running sub-instances of a
 	// frequent job (PowerJob maxInstanceNum; 0 means 1).
-	MaxInstances int `msgpack:"max_instances"`
+	MaxInstances int `msgpack:"max_instances,omitempty"`
 	// Concurrency is how many tasks of one instance run at once on one
 	// worker (PowerJob threadConcurrency; 0 means 5).
-	Concurrency int `msgpack:"concurrency"`
+	Concurrency int `msgpack:"concurrency,omitempty"`
 	// TimeLimitMS bounds an instance (0 means none), measured by the
 	// tracker on its own clock.
-	TimeLimitMS int64  `msgpack:"time_limit_ms"`
-	TaskRetries int    `msgpack:"task_retries"`
-	MaxWorkers  int    `msgpack:"max_workers"` // 0 means all allowed
-	Dispatch    string `msgpack:"dispatch"`    // "round_robin" (default) or "least_loaded"
-	LogMode     string `msgpack:"log_mode"`    // online, local, stdout, null
+	TimeLimitMS int64  `msgpack:"time_limit_ms,omitempty"`
+	TaskRetries int    `msgpack:"task_retries,omitempty"`
+	MaxWorkers  int    `msgpack:"max_workers,omitempty"` // 0 means all allowed
+	Dispatch    string `msgpack:"dispatch,omitempty"`    // "round_robin" (default) or "least_loaded"
+	LogMode     string `msgpack:"log_mode,omitempty"`    // online, local, stdout, null
 }
 
 // Validate checks what a worker relies on.
@@ -512,3 +512,101 @@ type RunJobReply struct {
 
 // Validate requires the id.
 func (m *RunJobReply) Validate() error { return ValidToken(m.InstanceID) }
+
+// Batch verbs: the hot path carries many instances per message.
+const (
+	VerbRunBatch         = "run-batch"         // client → owner: RunBatch, reply RunBatchReply; server → worker: RunInstances, reply RunResults
+	VerbInstanceStatuses = "instance-statuses" // worker → owner: InstanceStatuses, reply Ack
+)
+
+// MaxBatch bounds the items of one batch message.
+const MaxBatch = 4096
+
+// RunBatch asks the owner to run many job definitions once (one app).
+type RunBatch struct {
+	Proto
+	App  string   `msgpack:"app"`
+	Runs []RunJob `msgpack:"runs"`
+}
+
+// Validate checks every run.
+func (m *RunBatch) Validate() error {
+	if err := ValidToken(m.App); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if len(m.Runs) == 0 || len(m.Runs) > MaxBatch {
+		return fmt.Errorf("runs: %d, want 1..%d", len(m.Runs), MaxBatch)
+	}
+	for i := range m.Runs {
+		m.Runs[i].App = m.App
+		if err := m.Runs[i].Validate(); err != nil {
+			return fmt.Errorf("runs[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// RunResult is one item's outcome in a batch: an instance id (and its
+// tracker), or an error.
+type RunResult struct {
+	InstanceID    string `msgpack:"instance_id"`
+	TrackerWorker string `msgpack:"tracker_worker"`
+	Error         *Error `msgpack:"error"`
+}
+
+// RunBatchReply answers RunBatch, one result per run, in order.
+type RunBatchReply struct {
+	Proto
+	Results []RunResult `msgpack:"results"`
+}
+
+// Validate accepts anything.
+func (m *RunBatchReply) Validate() error { return nil }
+
+// RunInstances hands a worker many instances to track.
+type RunInstances struct {
+	Proto
+	Runs []RunInstance `msgpack:"runs"`
+}
+
+// Validate checks every run.
+func (m *RunInstances) Validate() error {
+	if len(m.Runs) == 0 || len(m.Runs) > MaxBatch {
+		return fmt.Errorf("runs: %d, want 1..%d", len(m.Runs), MaxBatch)
+	}
+	for i := range m.Runs {
+		if err := m.Runs[i].Validate(); err != nil {
+			return fmt.Errorf("runs[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// RunResults answers RunInstances, one result per run, in order.
+type RunResults struct {
+	Proto
+	Results []RunResult `msgpack:"results"`
+}
+
+// Validate accepts anything.
+func (m *RunResults) Validate() error { return nil }
+
+// InstanceStatuses carries many final statuses at once (retried until
+// acknowledged as a whole).
+type InstanceStatuses struct {
+	Proto
+	Statuses []InstanceStatus `msgpack:"statuses"`
+}
+
+// Validate checks every status.
+func (m *InstanceStatuses) Validate() error {
+	if len(m.Statuses) == 0 || len(m.Statuses) > MaxBatch {
+		return fmt.Errorf("statuses: %d, want 1..%d", len(m.Statuses), MaxBatch)
+	}
+	for i := range m.Statuses {
+		if err := m.Statuses[i].Validate(); err != nil {
+			return fmt.Errorf("statuses[%d]: %w", i, err)
+		}
+	}
+	return nil
+}

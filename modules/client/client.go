@@ -126,3 +126,24 @@ func (c *Client) Tasks(ctx context.Context, id string, offset, limit int) (*subj
 		&subjects.QueryInstance{InstanceID: id, Offset: offset, Limit: limit}, &d)
 	return &d, err
 }
+
+// RunMany runs many job definitions once (one app), in batches of up to
+// subjects.MaxBatch per request. Results are in order: an instance id, or
+// the error of that run.
+func (c *Client) RunMany(ctx context.Context, app string, runs []subjects.RunJob) ([]subjects.RunResult, error) {
+	out := make([]subjects.RunResult, 0, len(runs))
+	for start := 0; start < len(runs); {
+		end, size := start, 0
+		for end < len(runs) && end-start < subjects.MaxBatch && size < 512<<10 {
+			size += len(runs[end].Params) + len(runs[end].Job.Params) + 256
+			end++
+		}
+		var reply subjects.RunBatchReply
+		if err := c.toOwner(ctx, app, subjects.VerbRunBatch, &subjects.RunBatch{App: app, Runs: runs[start:end]}, &reply); err != nil {
+			return out, err
+		}
+		out = append(out, reply.Results...)
+		start = end
+	}
+	return out, nil
+}

@@ -84,7 +84,9 @@ func (c *Conn) Start(ctx context.Context) error {
 		c.stopNode(ctx)
 		return fmt.Errorf("connect to nats %s: %w", redact(url), err)
 	}
-	js, err := jetstream.New(nc)
+	// Hot paths batch KV writes as asynchronous publishes: allow many in
+	// flight (the default 4,000 stalls a batch of a few thousand for 200ms).
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<16))
 	if err != nil {
 		nc.Close()
 		c.stopNode(ctx)

@@ -12,15 +12,20 @@ import (
 // stopped for the worker TTL). Every instance it was tracking fails over.
 func (s *Scheduler) workerGone(app, workerID string) {
 	s.mu.Lock()
-	var list []*tracked
+	all := make([]*tracked, 0, len(s.active))
 	for _, t := range s.active {
-		if t.rec.App == app && t.rec.TrackerWorker == workerID {
-			list = append(list, t)
-		}
+		all = append(all, t)
 	}
 	s.mu.Unlock()
-	for _, t := range list {
-		go s.failover(t, "task tracker worker "+workerID+" lost")
+	// t.rec is read under t.mu, taken after s.mu is released: apply takes
+	// t.mu then s.mu, so the other order would deadlock.
+	for _, t := range all {
+		t.mu.Lock()
+		lost := t.rec.App == app && t.rec.TrackerWorker == workerID
+		t.mu.Unlock()
+		if lost {
+			go s.failover(t, "task tracker worker "+workerID+" lost")
+		}
 	}
 }
 

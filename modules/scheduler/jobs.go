@@ -147,6 +147,11 @@ func (s *Scheduler) handleJobDelete(ctx context.Context, msg *nats.Msg) (subject
 	if err := s.owner(req.App); err != nil {
 		return nil, err
 	}
+	if j, err := s.jobs.Get(ctx, req.App, req.ID); err == nil {
+		// Stop a frequent instance first: the delete also removes the fire
+		// record naming it, so the trigger watch cannot find it afterwards.
+		s.stopFrequent(ctx, j, "job deleted")
+	}
 	if err := s.jobs.Delete(ctx, req.App, req.ID); err != nil {
 		if errors.Is(err, jetstream.ErrNotFound) {
 			return nil, subjects.Errorf(subjects.CodeNotFound, "job %s not found in app %s", req.ID, req.App)

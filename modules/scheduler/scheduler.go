@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
 	"github.com/jetworker/jetworker/jetstream"
@@ -28,6 +29,9 @@ type Config struct {
 	Clock Clock `yaml:"-"`
 	// FireConcurrency bounds cron fires processed at once (zero means 256).
 	FireConcurrency int `yaml:"fire_concurrency"`
+	// OverloadWait is how long an instance that every worker refuses for
+	// load keeps being offered before it fails (zero means 1m).
+	OverloadWait time.Duration `yaml:"overload_wait"`
 	// DispatchTimeout bounds one run request to a worker (zero means 3s);
 	// DispatchTries is how many workers are tried (zero means 3).
 	DispatchTimeout time.Duration `yaml:"dispatch_timeout"`
@@ -47,13 +51,17 @@ func (c *Config) fill() {
 	if c.FireConcurrency == 0 {
 		c.FireConcurrency = 256
 	}
+	if c.OverloadWait == 0 {
+		c.OverloadWait = time.Minute
+	}
 }
 
 // tracked is an instance this server follows; mu serialises its updates so
 // that state only moves forward.
 type tracked struct {
-	mu  sync.Mutex
-	rec *jetstream.Instance
+	mu    sync.Mutex
+	rec   *jetstream.Instance
+	waits int // dispatch attempts refused for load
 }
 
 // snapshot copies the record.
@@ -158,9 +166,11 @@ func (s *Scheduler) Jobs() *jetstream.Jobs { return s.jobs }
 func (s *Scheduler) Endpoints() []server.Endpoint {
 	id := s.srv.ID()
 	return []server.Endpoint{
-		{Name: "run", Subject: subjects.ServerVerb("*", id, subjects.VerbRunJob), Queue: id, Handler: s.handleRun},
+		{Name: "run", Subject: subjects.ServerVerb("*", id, subjects.VerbRunJob), Queue: id, Handler: s.handleRun, Concurrency: 32},
 		{Name: "stop", Subject: subjects.ServerVerb("*", id, subjects.VerbStopRun), Queue: id, Handler: s.handleStop},
-		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: s.handleStatus},
+		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: s.handleStatus, Concurrency: 32},
+		{Name: "instance-statuses", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatuses), Queue: id, Handler: s.handleStatuses, Concurrency: 8},
+		{Name: "run-batch", Subject: subjects.ServerVerb("*", id, subjects.VerbRunBatch), Queue: id, Handler: s.handleRunBatch, Concurrency: 8},
 		{Name: "job-save", Subject: subjects.ServerVerb("*", id, subjects.VerbJobSave), Queue: id, Handler: s.handleJobSave},
 		{Name: "job-delete", Subject: subjects.ServerVerb("*", id, subjects.VerbJobDelete), Queue: id, Handler: s.handleJobDelete},
 		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: s.handleJobEnable},
@@ -243,7 +253,23 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 	_, allowed, err := choose(s.reg.alive(rec.App, s.ttl), f)
 	var lastErr error = err
 	epoch := rec.Epoch + 1
+	counted := false
 	if err == nil {
+		// Count the run and its epoch in memory before any worker hears of
+		// it: the run's reports can arrive before the worker's reply, and
+		// must find the epoch and run count they belong to (an instance
+		// retry decides on RunCount). The next write persists both.
+		t.mu.Lock()
+		if !t.rec.State.Final() {
+			next := *t.rec
+			next.Epoch = max(next.Epoch, epoch)
+			if !resume {
+				next.RunCount++
+				counted = true
+			}
+			t.rec = &next
+		}
+		t.mu.Unlock()
 		for i, tracker := range allowed {
 			if i >= s.cfg.DispatchTries {
 				break
@@ -254,10 +280,24 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 			}
 			run := &subjects.RunInstance{ServerID: s.srv.ID(), InstanceID: rec.ID, Job: rec.Job, Params: rec.Params,
 				Workers: others(allowed, tracker), Resume: resume, Epoch: epoch}
-			dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
 			var reply subjects.RunReply
-			err := rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(rec.App, tracker, subjects.MailboxTaskTracker, verb), run, &reply)
-			cancel()
+			var err error
+			for try := 0; ; try++ {
+				dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
+				err = rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(rec.App, tracker, subjects.MailboxTaskTracker, verb), run, &reply)
+				cancel()
+				// A conflict means the worker still tracks an older run of
+				// this instance: its tracker forgets it only once its final
+				// report is acknowledged, and an instance retry is
+				// dispatched right then. Ask again shortly.
+				if try >= 5 || !errors.Is(err, &subjects.Error{Code: subjects.CodeConflict}) {
+					break
+				}
+				select {
+				case <-time.After(rpc.Backoff(try, time.Second)):
+				case <-ctx.Done():
+				}
+			}
 			if err != nil {
 				lastErr = fmt.Errorf("worker %s: %w", tracker, err)
 				continue
@@ -266,19 +306,13 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 				if r.State.Final() { // it finished before this write: keep the state, fill in who ran it
 					changed := r.TriggerMS == 0
 					r.TrackerWorker, r.TriggerMS = tracker, time.Now().UnixMilli()
-					if !resume {
-						r.RunCount++
-					}
 					return changed
 				}
 				if r.State < subjects.InstanceRunning {
 					r.State = subjects.InstanceRunning
 				}
-				r.TrackerWorker, r.Workers, r.Epoch = tracker, allowed, epoch
+				r.TrackerWorker, r.Workers, r.Epoch = tracker, allowed, max(r.Epoch, epoch)
 				r.TriggerMS = time.Now().UnixMilli()
-				if !resume {
-					r.RunCount++
-				}
 				return true
 			})
 			return true
@@ -286,6 +320,28 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 	}
 	if resume {
 		s.log.Warn("resume failed", "instance_id", rec.ID, "err", lastErr)
+		return false
+	}
+	if errors.Is(lastErr, &subjects.Error{Code: subjects.CodeOverloaded}) && time.Since(time.UnixMilli(rec.ExpectedMS)) < s.cfg.OverloadWait {
+		// Every candidate refused for load: the instance waits (visibly,
+		// in its note) and is offered again with backoff, instead of
+		// failing while the workers catch up.
+		t.mu.Lock()
+		t.waits++
+		wait := rpc.Backoff(t.waits, 2*time.Second)
+		if counted {
+			next := *t.rec
+			next.RunCount--
+			t.rec = &next
+		}
+		t.mu.Unlock()
+		if t.waits == 1 {
+			s.apply(t, func(r *jetstream.Instance) bool {
+				r.Note = "waiting: " + lastErr.Error()
+				return !r.State.Final()
+			})
+		}
+		time.AfterFunc(wait, func() { s.dispatch(s.ctx, t, false) })
 		return false
 	}
 	msg := "no worker available"
@@ -297,6 +353,9 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 			return false
 		}
 		r.State, r.Result, r.FinishedMS = subjects.InstanceFailed, msg, time.Now().UnixMilli()
+		if counted {
+			r.RunCount-- // no worker ran it
+		}
 		return true
 	})
 	return false
@@ -313,33 +372,66 @@ func others(all []string, not string) []string {
 }
 
 // update applies fn under the instance's lock and writes the record when
-// fn says it changed; final instances leave the active set.
+// fn says it changed, waiting for the write.
 func (s *Scheduler) update(t *tracked, fn func(*jetstream.Instance) bool) error {
+	f, err := s.apply(t, fn)
+	if err != nil || f == nil {
+		return err
+	}
+	return waitAck(s.ctx, f)
+}
+
+// apply is update without the wait: the write starts under the instance's
+// lock (so writes of one instance reach the stream in the order they were
+// applied) and its future is returned (nil when nothing changed). A final
+// instance leaves the active set.
+func (s *Scheduler) apply(t *tracked, fn func(*jetstream.Instance) bool) (njs.PubAckFuture, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	next := *t.rec
 	if !fn(&next) {
-		return nil
+		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := s.instances.Put(ctx, &next); err != nil {
+	f, err := s.instances.PutAsync(&next)
+	if err != nil {
 		s.log.Error("write instance", "instance_id", next.ID, "err", err)
-		return err
+		return nil, err
 	}
 	t.rec = &next
 	if next.State.Final() {
-		s.mu.Lock()
-		if _, ok := s.active[next.ID]; ok {
-			delete(s.active, next.ID)
-			if s.running[next.JobID]--; s.running[next.JobID] <= 0 {
-				delete(s.running, next.JobID)
-			}
-		}
-		s.mu.Unlock()
-		go s.restartFrequent(&next)
+		s.finalized(&next)
 	}
-	return nil
+	return f, nil
+}
+
+// finalized drops a final instance from the active set and lets its job
+// react (a frequent job starts again).
+func (s *Scheduler) finalized(rec *jetstream.Instance) {
+	s.mu.Lock()
+	if _, ok := s.active[rec.ID]; ok {
+		delete(s.active, rec.ID)
+		if s.running[rec.JobID]--; s.running[rec.JobID] <= 0 {
+			delete(s.running, rec.JobID)
+		}
+	}
+	s.mu.Unlock()
+	if rec.Job.TimeType.Frequent() {
+		go s.restartFrequent(rec)
+	}
+}
+
+// waitAck waits for a JetStream publish acknowledgement.
+func waitAck(ctx context.Context, f njs.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Second):
+		return errors.New("scheduler: write not acknowledged in 10s")
+	}
 }
 
 // get returns the tracked instance, loading it from KV when this server
@@ -380,8 +472,53 @@ func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.M
 	if err != nil {
 		return nil, err
 	}
+	f, err := s.applyStatus(t, &st)
+	if err == nil && f != nil {
+		err = waitAck(ctx, f)
+	}
+	if err != nil {
+		return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
+	}
+	return &subjects.Ack{}, nil
+}
+
+// handleStatuses records a batch of final statuses and acknowledges the
+// batch once every write is durable.
+func (s *Scheduler) handleStatuses(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.InstanceStatuses
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	futures := make([]njs.PubAckFuture, 0, len(req.Statuses))
+	for i := range req.Statuses {
+		st := &req.Statuses[i]
+		t, err := s.get(ctx, st.InstanceID)
+		if err != nil {
+			s.log.Warn("status for an unknown instance", "instance_id", st.InstanceID, "err", err)
+			continue
+		}
+		f, err := s.applyStatus(t, st)
+		if err != nil {
+			return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
+		}
+		if f != nil {
+			futures = append(futures, f)
+		}
+	}
+	for _, f := range futures {
+		if err := waitAck(ctx, f); err != nil {
+			return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
+		}
+	}
+	return &subjects.Ack{}, nil
+}
+
+// applyStatus moves an instance forward from a tracker's report: final
+// states never change, a stale tracker (older epoch) is ignored, and a
+// failed run with instance retries left is dispatched again.
+func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus) (njs.PubAckFuture, error) {
 	retry := false
-	err = s.update(t, func(r *jetstream.Instance) bool {
+	f, err := s.apply(t, func(r *jetstream.Instance) bool {
 		if st.State == subjects.InstanceFailed && !r.State.Final() && st.Epoch >= r.Epoch && r.RunCount <= r.InstanceRetries && !r.Job.TimeType.Frequent() {
 			// Instance retry (PowerJob's instanceRetryNum): run it again.
 			retry = true
@@ -407,18 +544,27 @@ func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.M
 		}
 		return true
 	})
-	if err != nil {
-		return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
-	}
 	if retry {
 		go s.dispatch(s.ctx, t, false)
 	}
-	return &subjects.Ack{}, nil
+	return f, err
 }
 
 func (s *Scheduler) handleStop(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
 	var req subjects.StopInstance
 	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	// Only the app's owner writes its instances: check before get, which
+	// would start following an instance of another app.
+	rec, _, err := s.instances.Get(ctx, req.InstanceID)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNotFound) {
+			return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s not found", req.InstanceID)
+		}
+		return nil, err
+	}
+	if err := s.owner(rec.App); err != nil {
 		return nil, err
 	}
 	t, err := s.get(ctx, req.InstanceID)
@@ -431,12 +577,12 @@ func (s *Scheduler) handleStop(ctx context.Context, msg *nats.Msg) (subjects.Mes
 // StopInstance records STOPPED at once (it stays stopped whatever reports
 // arrive later) and tells the tracker to cancel every task.
 func (s *Scheduler) StopInstance(ctx context.Context, t *tracked, reason string) error {
-	var tracker, app string
+	var tracker, app, id string
 	err := s.update(t, func(r *jetstream.Instance) bool {
 		if r.State.Final() {
 			return false
 		}
-		tracker, app = r.TrackerWorker, r.App
+		tracker, app, id = r.TrackerWorker, r.App, r.ID
 		r.State, r.Result, r.FinishedMS = subjects.InstanceStopped, reason, time.Now().UnixMilli()
 		return true
 	})
@@ -446,9 +592,9 @@ func (s *Scheduler) StopInstance(ctx context.Context, t *tracked, reason string)
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
 	defer cancel()
 	err = rpc.Request(sctx, s.srv.Conn().NC(), subjects.WorkerVerb(app, tracker, subjects.MailboxTaskTracker, subjects.VerbStop),
-		&subjects.StopInstance{InstanceID: t.rec.ID, Reason: reason}, &subjects.Ack{})
+		&subjects.StopInstance{InstanceID: id, Reason: reason}, &subjects.Ack{})
 	if err != nil {
-		s.log.Warn("stop instance on tracker", "instance_id", t.rec.ID, "worker_id", tracker, "err", err)
+		s.log.Warn("stop instance on tracker", "instance_id", id, "worker_id", tracker, "err", err)
 	}
 	return nil
 }

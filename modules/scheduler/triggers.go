@@ -169,7 +169,9 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 		if err != nil {
 			return
 		}
+		at.mu.Lock() // restartFrequent reads it
 		js.period = d
+		at.mu.Unlock()
 		at.s.ensureFrequent(at.ctx, j, d)
 	}
 }
@@ -397,13 +399,18 @@ func (s *Scheduler) restartFrequent(rec *jetstream.Instance) {
 	}
 	at.mu.Lock()
 	js := at.jobs[rec.JobID]
+	var job *subjects.Job
+	var period time.Duration
+	if js != nil {
+		job, period = js.job, js.period
+	}
 	at.mu.Unlock()
-	if js == nil || !js.job.Enabled || js.period == 0 {
+	if js == nil || !job.Enabled || period == 0 {
 		return
 	}
 	if rec.State == subjects.InstanceStopped {
 		return // stopped on purpose
 	}
 	s.log.Info("frequent instance ended; starting it again", "job_id", rec.JobID, "instance_id", rec.ID, "state", rec.State, "result", rec.Result)
-	go s.ensureFrequent(at.ctx, js.job, js.period)
+	go s.ensureFrequent(at.ctx, job, period)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,7 @@ type Server struct {
 	started []Plugin
 
 	badMessages atomic.Uint64
+	inflight    sync.WaitGroup // concurrent endpoint handlers
 }
 
 // Plugin is a part of the server with its own lifecycle and endpoints (the
@@ -61,6 +63,10 @@ type Endpoint struct {
 	Subject string // may contain wildcards
 	Queue   string // queue group; empty means subjects.ServerQueue
 	Handler func(ctx context.Context, msg *nats.Msg) (subjects.Message, error)
+	// Concurrency > 0 runs up to that many requests at once (each on its
+	// own goroutine); beyond it the subscription waits. Zero handles
+	// requests one at a time, in order.
+	Concurrency int
 }
 
 // New builds a server; Start runs it.
@@ -183,7 +189,11 @@ func (s *Server) addEndpoint(e Endpoint) error {
 	if q == "" {
 		q = subjects.ServerQueue
 	}
-	h := micro.HandlerFunc(func(r micro.Request) {
+	var slots chan struct{}
+	if e.Concurrency > 0 {
+		slots = make(chan struct{}, e.Concurrency)
+	}
+	serve := func(r micro.Request) {
 		msg := &nats.Msg{Subject: r.Subject(), Reply: r.Reply(), Data: r.Data(), Header: nats.Header(r.Headers())}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		reply, err := e.Handler(ctx, msg)
@@ -202,6 +212,18 @@ func (s *Server) addEndpoint(e Endpoint) error {
 		if rerr := r.Respond(out.Data, micro.WithHeaders(micro.Headers(out.Header))); rerr != nil {
 			s.log.Warn("respond", "subject", r.Subject(), "err", rerr)
 		}
+	}
+	h := micro.HandlerFunc(func(r micro.Request) {
+		if slots == nil {
+			serve(r)
+			return
+		}
+		slots <- struct{}{}
+		s.inflight.Add(1)
+		go func() {
+			defer func() { <-slots; s.inflight.Done() }()
+			serve(r)
+		}()
 	})
 	if err := s.svc.AddEndpoint(e.Name, h, micro.WithEndpointSubject(e.Subject), micro.WithEndpointQueueGroup(q)); err != nil {
 		return fmt.Errorf("endpoint %s: %w", e.Name, err)
@@ -224,6 +246,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.svc != nil {
 		errs = append(errs, s.svc.Stop())
 		s.svc = nil
+		s.inflight.Wait()
 	}
 	if s.own != nil {
 		errs = append(errs, s.own.Stop(ctx))

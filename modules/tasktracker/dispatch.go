@@ -110,7 +110,31 @@ func (h *heavy) pick() *ptInfo {
 			}
 		}
 	}
+	if best == nil {
+		best = h.probe()
+	}
 	return best
+}
+
+// probe returns a tracker declared dead to try again when every tracker
+// is dead, each at most once per PTTimeout: one that was only silent (an
+// idle tracker sends nothing) answers and is back, a gone one fails fast.
+// Otherwise tasks left waiting once the last tracker was declared dead
+// would wait forever.
+func (h *heavy) probe() *ptInfo {
+	for _, pt := range h.pts {
+		if !pt.dead {
+			return nil
+		}
+	}
+	now := time.Now()
+	for _, id := range h.ptOrder {
+		if pt := h.pts[id]; now.Sub(pt.probed) >= h.m.cfg.PTTimeout {
+			pt.probed = now
+			return pt
+		}
+	}
+	return nil
 }
 
 // send delivers a start-task batch (an empty one announces this tracker)
@@ -172,6 +196,10 @@ func (h *heavy) onDispatched(workerID string, batch []subjects.TaskSpec, reply *
 		return
 	}
 	h.seen(workerID)
+	// Rejected tasks go back first: back only takes tasks still
+	// DISPATCHED, so marking the whole batch RECEIVED first would leave
+	// them counted on a tracker that never had them.
+	back(reply.Rejected)
 	for _, t := range batch {
 		if tk := h.tasks[t.TaskID]; tk != nil && tk.state == subjects.TaskDispatched && tk.worker == workerID {
 			h.setState(tk, subjects.TaskReceived)
@@ -179,7 +207,6 @@ func (h *heavy) onDispatched(workerID string, batch []subjects.TaskSpec, reply *
 	}
 	if len(reply.Rejected) > 0 {
 		pt.full = true
-		back(reply.Rejected)
 		h.dispatch()
 	}
 }

@@ -17,12 +17,18 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
-// Scheduling tolerance: how late a start or a delay may be. It holds under
-// -race on two busy cores; a drift of 3ms per period breaks it within the
-// ~15 periods of a test, and PowerJob's doubled delay breaks it at once.
+// Scheduling tolerances. They hold under -race on two busy cores; a
+// machine shared with other work may still stall a goroutine now and then,
+// so up to maxStalls starts (or gaps) of a test may miss them. Drift is
+// caught by the slope of start time over sub-instance number, which such a
+// stall does not move: PowerJob-style "sleep after the run" drifts by the
+// run's length every period, a timer reset after each start by its own
+// latency.
 const (
-	late  = 40 * time.Millisecond
-	early = 15 * time.Millisecond // the first start is measured after the schedule's zero
+	late      = 40 * time.Millisecond
+	early     = 15 * time.Millisecond   // the first start is measured after the schedule's zero
+	maxDrift  = 1500 * time.Microsecond // per period
+	maxStalls = 2
 )
 
 // run is one sub-instance as the processor saw it.
@@ -89,7 +95,11 @@ func startFrequent(t *testing.T, s *testkit.Stack, job subjects.JobSpec) *subjec
 	defer cancel()
 	r, err := s.Client.Run(ctx, testkit.App, job, "")
 	require.NoError(t, err)
-	require.NotEmpty(t, r.TrackerWorker)
+	if r.TrackerWorker == "" {
+		in, err := s.Client.Instance(ctx, r.InstanceID)
+		require.NoError(t, err)
+		t.Fatalf("instance %s not dispatched: %s %s", r.InstanceID, in.State, in.Result)
+	}
 	return r
 }
 
@@ -121,7 +131,7 @@ func TestFixedRateKeepsPeriod(t *testing.T) {
 	r := startFrequent(t, s, subjects.JobSpec{Processor: "tick", ExecuteType: subjects.ExecStandalone,
 		TimeType: subjects.TimeFixedRate, PeriodMS: period.Milliseconds()})
 
-	testkit.Eventually(t, 10*time.Second, func() bool { return l.count() >= 16 }, "16 sub-instances (1.5s)")
+	testkit.Eventually(t, 10*time.Second, func() bool { return l.count() >= 21 }, "21 sub-instances (2s)")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -153,13 +163,39 @@ func TestFixedRateKeepsPeriod(t *testing.T) {
 	require.EqualValues(t, 1, runs[0].id)
 	first := runs[0].start
 	t.Logf("start offsets from schedule: %v", offsets(runs, period))
+	stalls := 0
 	for i, run := range runs {
-		require.EqualValues(t, i+1, run.id, "sub-instances run in order, none skipped")
+		if i > 0 {
+			require.Greater(t, run.id, runs[i-1].id, "sub-instances start in order")
+		}
 		off := run.start.Sub(first.Add(time.Duration(run.id-1) * period))
-		require.True(t, off > -early && off < late,
-			"sub-instance %d started %s off its schedule (first + %d·%s); starts: %v", run.id, off, run.id-1, period, offsets(runs, period))
+		require.Greater(t, off, -early, "sub-instance %d started before its time", run.id)
+		if off >= late {
+			stalls++
+		}
 	}
+	require.LessOrEqual(t, stalls, maxStalls, "starts later than %s: %v", late, offsets(runs, period))
+	// A start more than a period late is skipped, not fired in a burst:
+	// allowed only for a stall.
+	require.LessOrEqual(t, int(runs[len(runs)-1].id)-len(runs), maxStalls, "skipped starts")
+	slope := medianSlope(runs)
+	require.InDelta(t, float64(period), float64(slope), float64(maxDrift), "period measured over the run: %s", slope)
 	require.Equal(t, after, l.count(), "no start after the stop")
+}
+
+// medianSlope is the Theil-Sen estimate of the time between consecutive
+// sub-instances: the median over all pairs of runs of their start distance
+// divided by their number distance. Unlike the first and last start, it is
+// not moved by a stall of one run.
+func medianSlope(runs []subRun) time.Duration {
+	var slopes []time.Duration
+	for i := range runs {
+		for j := i + 1; j < len(runs); j++ {
+			slopes = append(slopes, runs[j].start.Sub(runs[i].start)/time.Duration(runs[j].id-runs[i].id))
+		}
+	}
+	slices.Sort(slopes)
+	return slopes[len(slopes)/2]
 }
 
 // offsets lists each start's distance from its schedule, for failure messages.
@@ -192,6 +228,7 @@ func TestFixedDelayWaitsOnce(t *testing.T) {
 	}
 	t.Logf("gaps from end to next start: %v", gaps)
 	require.EqualValues(t, 1, l.top.Load(), "fixed delay never overlaps runs")
+	stalls := 0
 	for i := 1; i < len(runs); i++ {
 		prev, run := runs[i-1], runs[i]
 		if prev.end.IsZero() {
@@ -199,8 +236,14 @@ func TestFixedDelayWaitsOnce(t *testing.T) {
 		}
 		require.Equal(t, prev.id+1, run.id)
 		gap := run.start.Sub(prev.end)
-		require.True(t, gap >= delay && gap < delay+late, "gap before run %d is %s, want %s..%s", run.id, gap, delay, delay+late)
+		require.GreaterOrEqual(t, gap, delay, "gap before run %d is shorter than the delay", run.id)
+		if gap >= delay+late {
+			stalls++
+		}
 	}
+	require.LessOrEqual(t, stalls, maxStalls, "gaps longer than %s: %v", delay+late, gaps)
+	slices.Sort(gaps)
+	require.Less(t, gaps[len(gaps)/2], delay+late/2, "median gap")
 }
 
 // MaxInstances bounds the sub-instances running at once; a start due while

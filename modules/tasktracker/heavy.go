@@ -3,6 +3,7 @@ package tasktracker
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +21,7 @@ import (
 type heavy struct {
 	m   *Manager
 	run subjects.RunInstance
+	ep  atomic.Uint64 // run.Epoch, for readers off the loop
 	st  *store
 
 	ctx    context.Context
@@ -59,6 +61,7 @@ type ptInfo struct {
 	id       string
 	inflight int
 	lastSeen time.Time
+	probed   time.Time // last try while dead (probe)
 	dead     bool
 	full     bool
 	lethal   string
@@ -81,16 +84,7 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 	if lim := run.Job.TimeLimitMS; lim > 0 {
 		h.deadline = time.Now().Add(time.Duration(lim) * time.Millisecond)
 	}
-	workers := append([]string{m.id.WorkerID}, run.Workers...)
-	if run.Job.MaxWorkers > 0 && len(workers) > run.Job.MaxWorkers {
-		workers = workers[:run.Job.MaxWorkers]
-	}
-	for _, w := range workers {
-		if _, ok := h.pts[w]; !ok {
-			h.pts[w] = &ptInfo{id: w, lastSeen: time.Now()}
-			h.ptOrder = append(h.ptOrder, w)
-		}
-	}
+	h.ep.Store(run.Epoch)
 	var begin func()
 	if run.Resume {
 		meta, recs, err := h.st.load(ctx, run.InstanceID)
@@ -99,7 +93,7 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 			return nil, subjects.Errorf(subjects.CodeNotFound, "resume %s: %v", run.InstanceID, err)
 		}
 		if meta != nil && len(run.Workers) == 0 {
-			run.Workers = meta.Workers
+			h.run.Workers = meta.Workers // none named: those of the first run
 		}
 		begin = func() { h.restore(recs) }
 	} else {
@@ -109,6 +103,17 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 		}
 		begin = h.begin
 	}
+	// After the resume's load, which may name the workers.
+	workers := append([]string{m.id.WorkerID}, h.run.Workers...)
+	if run.Job.MaxWorkers > 0 && len(workers) > run.Job.MaxWorkers {
+		workers = workers[:run.Job.MaxWorkers]
+	}
+	for _, w := range workers {
+		if _, ok := h.pts[w]; !ok {
+			h.pts[w] = &ptInfo{id: w, lastSeen: time.Now()}
+			h.ptOrder = append(h.ptOrder, w)
+		}
+	}
 	go h.ackLoop()
 	go h.loop()
 	h.post(begin)
@@ -116,7 +121,44 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 }
 
 func (h *heavy) kind() kind    { return kindHeavy }
-func (h *heavy) epoch() uint64 { return h.run.Epoch }
+func (h *heavy) epoch() uint64 { return h.ep.Load() }
+
+// adopt takes a newer epoch for an instance this worker already tracks:
+// a resume sent here while it runs (a manual resume and the server's
+// failover, or two servers' failovers). Reports then carry the epoch the
+// server expects and the processor trackers follow it. It is false once
+// the instance is ending: its final report carries the old epoch.
+func (h *heavy) adopt(epoch uint64) bool {
+	ok := make(chan bool, 1)
+	if !h.post(func() {
+		if h.finalizing {
+			ok <- false
+			return
+		}
+		if epoch > h.run.Epoch {
+			h.run.Epoch = epoch
+			h.ep.Store(epoch)
+			h.m.log.Info("instance resumed again here; new epoch", "instance_id", h.run.InstanceID, "epoch", epoch)
+			for _, w := range h.ptOrder {
+				h.send(w, nil)
+			}
+		}
+		ok <- true
+	}) {
+		return false
+	}
+	select {
+	case r := <-ok:
+		return r
+	case <-h.done:
+		select {
+		case r := <-ok:
+			return r
+		default:
+			return false
+		}
+	}
+}
 
 // post hands fn to the loop; it is dropped once the loop has ended.
 func (h *heavy) post(fn func()) bool {

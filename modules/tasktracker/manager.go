@@ -68,11 +68,14 @@ type Manager struct {
 	draining bool
 	idle     *sync.Cond
 
-	finals   sync.WaitGroup
-	seq      atomic.Uint64
-	finished atomic.Uint64
-	ctx      context.Context
-	cancel   context.CancelFunc
+	finals    sync.WaitGroup
+	finalMu   sync.Mutex
+	finalQ    []final
+	finalKick chan struct{}
+	seq       atomic.Uint64
+	finished  atomic.Uint64
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 // New builds a manager. server returns the owning server's id; kv returns
@@ -88,9 +91,21 @@ func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processo
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, id: id, conn: conn, loader: loader, logs: lh, server: server, kv: kv, trackers: map[string]tracker{},
-		ctx: ctx, cancel: cancel, log: log.With("component", "task-tracker", "worker_id", id.WorkerID)}
+		ctx: ctx, cancel: cancel, finalKick: make(chan struct{}, 1), log: log.With("component", "task-tracker", "worker_id", id.WorkerID)}
 	m.idle = sync.NewCond(&m.mu)
 	return m, nil
+}
+
+// finalSenders is how many final-status batches may be in flight at once.
+const finalSenders = 4
+
+// Start runs the final-status reporters.
+func (m *Manager) Start(context.Context) error {
+	for range finalSenders {
+		m.finals.Add(1)
+		go m.reportFinals()
+	}
+	return nil
 }
 
 // Routes are the task-tracker mailbox verbs.
@@ -100,6 +115,7 @@ func (m *Manager) Routes() []mailbox.Route {
 	}
 	return []mailbox.Route{
 		r(subjects.VerbRun, m.handleRun),
+		r(subjects.VerbRunBatch, m.handleRunBatch),
 		r(subjects.VerbResume, m.handleRun),
 		r(subjects.VerbStop, m.handleStop),
 		r(subjects.VerbQuery, m.handleQuery),
@@ -150,11 +166,44 @@ func (m *Manager) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Messag
 	if err := subjects.Unmarshal(msg.Data, &run); err != nil {
 		return nil, err
 	}
+	return m.run(ctx, &run)
+}
+
+// handleRunBatch starts many instances from one message (the hot path).
+func (m *Manager) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
+	var req subjects.RunInstances
+	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
+		return nil, err
+	}
+	out := &subjects.RunResults{Results: make([]subjects.RunResult, len(req.Runs))}
+	for i := range req.Runs {
+		out.Results[i].InstanceID = req.Runs[i].InstanceID
+		out.Results[i].TrackerWorker = m.id.WorkerID
+		if _, err := m.run(ctx, &req.Runs[i]); err != nil {
+			var typed *subjects.Error
+			if !errors.As(err, &typed) {
+				typed = subjects.Errorf(subjects.CodeInternal, "%v", err)
+			}
+			out.Results[i].Error = typed
+		}
+	}
+	return out, nil
+}
+
+// run starts tracking one instance; a duplicate request is answered
+// Already (idempotent), a full worker is refused with CodeOverloaded.
+func (m *Manager) run(ctx context.Context, run *subjects.RunInstance) (*subjects.RunReply, error) {
 	k := kindOf(&run.Job)
 	m.mu.Lock()
 	if t, ok := m.trackers[run.InstanceID]; ok {
 		m.mu.Unlock()
 		if run.Epoch > t.epoch() {
+			// A resume of a running instance this worker tracks already
+			// (say a manual resume, then the server's failover): carry on at
+			// the newer epoch. Refusing would make the server fail it.
+			if h, ok := t.(*heavy); ok && run.Resume && h.adopt(run.Epoch) {
+				return &subjects.RunReply{WorkerID: m.id.WorkerID, Already: true}, nil
+			}
 			return nil, subjects.Errorf(subjects.CodeConflict, "instance %s is tracked here at epoch %d", run.InstanceID, t.epoch())
 		}
 		return &subjects.RunReply{WorkerID: m.id.WorkerID, Already: true}, nil
@@ -175,11 +224,11 @@ func (m *Manager) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Messag
 	var err error
 	switch k {
 	case kindLight:
-		t = m.startLight(&run)
+		t = m.startLight(run)
 	case kindFrequent:
-		t = m.startFrequent(&run)
+		t = m.startFrequent(run)
 	default:
-		t, err = m.startHeavy(ctx, &run)
+		t, err = m.startHeavy(ctx, run)
 	}
 	m.mu.Lock()
 	if err != nil {
@@ -306,32 +355,86 @@ func (m *Manager) progress(st *subjects.InstanceStatus) {
 	_ = m.conn.NC().Publish(subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatus), data)
 }
 
-// finish reports the final status until the server acknowledges it, then
-// runs cleanup and forgets the instance. It returns at once.
+// final is a final status waiting to be acknowledged, with the cleanup
+// to run once it is.
+type final struct {
+	st      *subjects.InstanceStatus
+	cleanup func(context.Context)
+}
+
+// finish queues the final status; the reporter sends it (batched with
+// others) until the server acknowledges it, then runs cleanup and forgets
+// the instance. It returns at once.
 func (m *Manager) finish(st *subjects.InstanceStatus, cleanup func(context.Context)) {
 	st.WorkerID, st.Seq = m.id.WorkerID, m.seq.Add(1)
-	m.finals.Add(1)
-	go func() {
-		defer m.finals.Done()
-		target := func() string {
-			if srv := m.server(); srv != "" {
-				return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatus)
-			}
-			return ""
+	m.finalMu.Lock()
+	m.finalQ = append(m.finalQ, final{st: st, cleanup: cleanup})
+	m.finalMu.Unlock()
+	select {
+	case m.finalKick <- struct{}{}:
+	default:
+	}
+}
+
+// reportFinals sends queued final statuses in batches (up to
+// subjects.MaxBatch) to the owning server, each batch retried until
+// acknowledged; statuses arriving during a send form the next batch.
+func (m *Manager) reportFinals() {
+	defer m.finals.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.finalKick:
 		}
-		err := rpc.UntilAcked(m.ctx, m.conn.NC(), target, st, &subjects.Ack{}, 5*time.Second, subjects.CodeBadRequest)
+		for m.ctx.Err() == nil {
+			m.finalMu.Lock()
+			n := min(len(m.finalQ), subjects.MaxBatch)
+			batch := append([]final(nil), m.finalQ[:n]...)
+			m.finalQ = m.finalQ[n:]
+			if len(m.finalQ) == 0 {
+				m.finalQ = nil
+			}
+			m.finalMu.Unlock()
+			if n == 0 {
+				break
+			}
+			if len(m.finalQ) > 0 { // more waiting: let another sender take it
+				select {
+				case m.finalKick <- struct{}{}:
+				default:
+				}
+			}
+			m.sendFinals(batch)
+		}
+	}
+}
+
+func (m *Manager) sendFinals(batch []final) {
+	target := func() string {
+		if srv := m.server(); srv != "" {
+			return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatuses)
+		}
+		return ""
+	}
+	req := &subjects.InstanceStatuses{Statuses: make([]subjects.InstanceStatus, len(batch))}
+	for i, f := range batch {
+		req.Statuses[i] = *f.st
+	}
+	err := rpc.UntilAcked(m.ctx, m.conn.NC(), target, req, &subjects.Ack{}, 5*time.Second, subjects.CodeBadRequest)
+	for _, f := range batch {
 		if err != nil {
-			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", st.InstanceID, "state", st.State, "err", err)
+			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", f.st.InstanceID, "state", f.st.State, "err", err)
 		} else {
 			m.finished.Add(1)
-			if cleanup != nil {
+			if f.cleanup != nil {
 				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				cleanup(cctx)
+				f.cleanup(cctx)
 				cancel()
 			}
 		}
-		m.forget(st.InstanceID)
-	}()
+		m.forget(f.st.InstanceID)
+	}
 }
 
 func (m *Manager) forget(instanceID string) {

@@ -157,11 +157,18 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 		{"mailbox", w.Router.Start, w.Router.Stop},
 		{"logs", w.Logs.Start, w.Logs.Stop},
 		{"task_store", w.openTasks, nil},
-		{"execution", w.Executors.Start, w.stopExecution},
+		{"execution", w.startExecution, w.stopExecution},
 		{"health", w.Health.Start, w.Health.Stop},
 	}
 	w.steps = append(w.steps, extSteps...)
 	return w, nil
+}
+
+func (w *Worker) startExecution(ctx context.Context) error {
+	if err := w.Trackers.Start(ctx); err != nil {
+		return err
+	}
+	return w.Executors.Start(ctx)
 }
 
 func (w *Worker) stopExecution(ctx context.Context) error {
