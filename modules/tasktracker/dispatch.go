@@ -264,6 +264,12 @@ func (h *heavy) finish(state subjects.InstanceState, result string) {
 	h.last.State = state
 	st := &subjects.InstanceStatus{InstanceID: h.run.InstanceID, JobID: h.run.Job.JobID, State: state, Counts: h.counts, Result: result, Epoch: h.run.Epoch}
 	h.m.finish(st, func(ctx context.Context) {
+		// Writes still in flight would land after the purge and stay:
+		// JetStream may store them after a purge sent later.
+		select {
+		case <-h.acked:
+		case <-ctx.Done():
+		}
 		if err := h.st.purge(ctx, h.run.InstanceID); err != nil {
 			h.m.log.Warn("purge task_info", "instance_id", h.run.InstanceID, "err", err)
 		}

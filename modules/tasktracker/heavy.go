@@ -28,6 +28,7 @@ type heavy struct {
 	cancel context.CancelFunc
 	events chan func()
 	acks   chan ackJob
+	acked  chan struct{} // closed once ackLoop has waited for every write
 	done   chan struct{}
 
 	// Owned by the loop goroutine.
@@ -79,7 +80,7 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 	}
 	hctx, cancel := context.WithCancel(m.ctx)
 	h := &heavy{m: m, run: *run, st: newStore(m.conn.JS(), m.kv()), ctx: hctx, cancel: cancel,
-		events: make(chan func(), 1024), acks: make(chan ackJob, 1024), done: make(chan struct{}),
+		events: make(chan func(), 1024), acks: make(chan ackJob, 1024), acked: make(chan struct{}), done: make(chan struct{}),
 		tasks: map[string]*task{}, pinned: map[string][]string{}, pts: map[string]*ptInfo{}}
 	if lim := run.Job.TimeLimitMS; lim > 0 {
 		h.deadline = time.Now().Add(time.Duration(lim) * time.Millisecond)
@@ -191,6 +192,7 @@ func (h *heavy) loop() {
 // ackLoop answers reports and map requests once their writes are durable.
 // JetStream acknowledges in order, so waiting in order costs nothing.
 func (h *heavy) ackLoop() {
+	defer close(h.acked)
 	for j := range h.acks {
 		err := h.st.wait(h.m.ctx, j.futures)
 		if err != nil {

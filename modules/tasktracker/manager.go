@@ -392,14 +392,15 @@ func (m *Manager) reportFinals() {
 			n := min(len(m.finalQ), subjects.MaxBatch)
 			batch := append([]final(nil), m.finalQ[:n]...)
 			m.finalQ = m.finalQ[n:]
-			if len(m.finalQ) == 0 {
+			more := len(m.finalQ) > 0
+			if !more {
 				m.finalQ = nil
 			}
 			m.finalMu.Unlock()
 			if n == 0 {
 				break
 			}
-			if len(m.finalQ) > 0 { // more waiting: let another sender take it
+			if more { // let another sender take the rest meanwhile
 				select {
 				case m.finalKick <- struct{}{}:
 				default:
