@@ -65,7 +65,7 @@ func (s *syncBuffer) String() string {
 
 // command prepares the binary with an environment free of JETWORKER_*
 // variables (unknown ones are errors) in a scratch directory.
-func command(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
+func command(ctx context.Context, t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = t.TempDir()
