@@ -95,6 +95,9 @@ func (j *JobSpec) Validate() error {
 	if !j.ExecuteType.Valid() {
 		errs = append(errs, fmt.Errorf("execute_type: %q is not standalone, broadcast, map or map_reduce", j.ExecuteType))
 	}
+	if j.TimeType.Frequent() && j.ExecuteType != ExecStandalone {
+		errs = append(errs, fmt.Errorf("execute_type: %s jobs run standalone processors (frequent broadcast/map sub-instances are not supported yet)", j.TimeType))
+	}
 	if j.TimeType.Frequent() && j.PeriodMS < MinFrequentPeriodMS {
 		errs = append(errs, fmt.Errorf("period_ms: %d is under %d", j.PeriodMS, MinFrequentPeriodMS))
 	}

@@ -27,6 +27,31 @@ func FuzzHeartbeat(f *testing.F)      { fuzzDecoder[subjects.Heartbeat](f) }
 func FuzzLogBatch(f *testing.F)       { fuzzDecoder[subjects.LogBatch](f) }
 func FuzzError(f *testing.F)          { fuzzDecoder[subjects.Error](f) }
 
+func FuzzRunInstance(f *testing.F)      { fuzzDecoder[subjects.RunInstance](f) }
+func FuzzRunReply(f *testing.F)         { fuzzDecoder[subjects.RunReply](f) }
+func FuzzStopInstance(f *testing.F)     { fuzzDecoder[subjects.StopInstance](f) }
+func FuzzAck(f *testing.F)              { fuzzDecoder[subjects.Ack](f) }
+func FuzzQueryInstance(f *testing.F)    { fuzzDecoder[subjects.QueryInstance](f) }
+func FuzzInstanceDetail(f *testing.F)   { fuzzDecoder[subjects.InstanceDetail](f) }
+func FuzzInstanceStatus(f *testing.F)   { fuzzDecoder[subjects.InstanceStatus](f) }
+func FuzzStartTasks(f *testing.F)       { fuzzDecoder[subjects.StartTasks](f) }
+func FuzzStartTasksReply(f *testing.F)  { fuzzDecoder[subjects.StartTasksReply](f) }
+func FuzzTaskReports(f *testing.F)      { fuzzDecoder[subjects.TaskReports](f) }
+func FuzzMapRequest(f *testing.F)       { fuzzDecoder[subjects.MapRequest](f) }
+func FuzzPTStatus(f *testing.F)         { fuzzDecoder[subjects.PTStatus](f) }
+func FuzzRunJob(f *testing.F)           { fuzzDecoder[subjects.RunJob](f) }
+func FuzzRunJobReply(f *testing.F)      { fuzzDecoder[subjects.RunJobReply](f) }
+func FuzzRunBatch(f *testing.F)         { fuzzDecoder[subjects.RunBatch](f) }
+func FuzzRunBatchReply(f *testing.F)    { fuzzDecoder[subjects.RunBatchReply](f) }
+func FuzzRunInstances(f *testing.F)     { fuzzDecoder[subjects.RunInstances](f) }
+func FuzzRunResults(f *testing.F)       { fuzzDecoder[subjects.RunResults](f) }
+func FuzzInstanceStatuses(f *testing.F) { fuzzDecoder[subjects.InstanceStatuses](f) }
+func FuzzJobSave(f *testing.F)          { fuzzDecoder[subjects.JobSave](f) }
+func FuzzJobReply(f *testing.F)         { fuzzDecoder[subjects.JobReply](f) }
+func FuzzJobRef(f *testing.F)           { fuzzDecoder[subjects.JobRef](f) }
+func FuzzJobEnable(f *testing.F)        { fuzzDecoder[subjects.JobEnable](f) }
+func FuzzJobRun(f *testing.F)           { fuzzDecoder[subjects.JobRun](f) }
+
 // malformedSeeds are inputs the decoders must refuse without panicking.
 func malformedSeeds(tb testing.TB) [][]byte {
 	heartbeat := readGolden(tb, "heartbeat")

@@ -107,6 +107,162 @@ var goldenCases = []goldenCase{
 	{name: "error", sample: func() subjects.Message {
 		return subjects.Errorf(subjects.CodeUnknownApp, "app %q is not registered", "demo")
 	}},
+
+	// Execution messages (execution.go). A map_reduce job has no period:
+	// period_ms is pinned by the fixed-rate job of run_instances.
+	{name: "run_instance", allowZero: []string{"Job.PeriodMS"}, sample: func() subjects.Message {
+		return &subjects.RunInstance{ServerID: sampleServer, InstanceID: sampleInstance, Job: sampleMapReduceSpec(),
+			Params: `{"day":"2025-11-21"}`, Workers: []string{"w-host2-77-def456", "w-host3-91-ghi789"}, Resume: true, Epoch: 2}
+	}},
+	{name: "run_reply", sample: func() subjects.Message {
+		return &subjects.RunReply{WorkerID: sampleWorker, Already: true}
+	}},
+	{name: "stop_instance", sample: func() subjects.Message {
+		return &subjects.StopInstance{InstanceID: sampleInstance, Reason: "stopped by alice"}
+	}},
+	{name: "ack", sample: func() subjects.Message { return &subjects.Ack{} }},
+	{name: "query_instance", sample: func() subjects.Message {
+		return &subjects.QueryInstance{InstanceID: sampleInstance, Offset: 100, Limit: 50}
+	}},
+	// A heavy instance's detail: sub-instances belong to frequent ones
+	// (they are pinned by instance_status).
+	{name: "instance_detail", allowZero: []string{"Recent"}, sample: func() subjects.Message {
+		return &subjects.InstanceDetail{InstanceID: sampleInstance, WorkerID: sampleWorker, State: subjects.InstanceRunning,
+			Counts: subjects.TaskCounts{Total: 4, Waiting: 1, Running: 1, Succeeded: 1, Failed: 1},
+			Tasks: []subjects.TaskDetail{
+				{TaskID: "0", TaskName: "ROOT_TASK", State: subjects.TaskSucceeded, WorkerID: sampleWorker, Attempt: 0, Result: "mapped 2"},
+				{TaskID: "0.1", TaskName: "shard", State: subjects.TaskRunning, WorkerID: "w-host2-77-def456", Attempt: 1, Result: ""},
+				{TaskID: "0.2", TaskName: "shard", State: subjects.TaskWaiting},
+				{TaskID: "0.3", TaskName: "shard", State: subjects.TaskFailed, WorkerID: sampleWorker, Attempt: 2, Result: "bad input"},
+			}}
+	}},
+	// A frequent instance never has waiting runs.
+	{name: "instance_status", allowZero: []string{"Counts.Waiting"}, sample: func() subjects.Message { return sampleFrequentStatus() }},
+	{name: "start_tasks", allowZero: []string{"Job.PeriodMS"}, sample: func() subjects.Message {
+		return &subjects.StartTasks{InstanceID: sampleInstance, TrackerID: sampleWorker, Epoch: 2, Job: sampleMapReduceSpec(),
+			Params: `{"day":"2025-11-21"}`, Tasks: []subjects.TaskSpec{
+				{TaskID: "0.1", TaskName: "shard", Payload: []byte{0x81, 0xa2, 'i', 'd', 0x01}, Attempt: 1},
+				{TaskID: "0.2", TaskName: "shard", Payload: []byte{0x81, 0xa2, 'i', 'd', 0x02}},
+			}}
+	}},
+	{name: "start_tasks_reply", sample: func() subjects.Message {
+		return &subjects.StartTasksReply{Accepted: 1, Rejected: []string{"0.2"}, Reason: "queue full (1029)"}
+	}},
+	{name: "task_reports", sample: func() subjects.Message {
+		return &subjects.TaskReports{InstanceID: sampleInstance, WorkerID: "w-host2-77-def456", Reports: []subjects.TaskReport{
+			{TaskID: "0.1", Attempt: 1, State: subjects.TaskSucceeded, Result: "42 rows"},
+			{TaskID: "0.2", Attempt: 0, State: subjects.TaskFailed, Result: "panic: index out of range"},
+		}}
+	}},
+	{name: "map_request", sample: func() subjects.Message {
+		return &subjects.MapRequest{InstanceID: sampleInstance, WorkerID: "w-host2-77-def456", ParentID: "0.1", Tasks: []subjects.TaskSpec{
+			{TaskID: "0.1.1", TaskName: "page", Payload: []byte{0x93, 0x01, 0x02, 0x03}},
+			{TaskID: "0.1.2", TaskName: "page", Payload: []byte{0x93, 0x04, 0x05, 0x06}},
+		}}
+	}},
+	// Lethal is set only when the processor cannot load, and then nothing
+	// runs: a healthy tracker's status leaves it empty.
+	{name: "pt_status", allowZero: []string{"Lethal"}, sample: func() subjects.Message {
+		return &subjects.PTStatus{InstanceID: sampleInstance, WorkerID: "w-host2-77-def456", Running: 5, Queued: 120}
+	}},
+	{name: "run_job", allowZero: []string{"Job.PeriodMS"}, sample: func() subjects.Message {
+		return &subjects.RunJob{App: "demo", Job: sampleMapReduceSpec(), Params: `{"day":"2025-11-21"}`, Selection: sampleSelection()}
+	}},
+	{name: "run_job_reply", sample: func() subjects.Message {
+		return &subjects.RunJobReply{InstanceID: sampleInstance, TrackerWorker: sampleWorker}
+	}},
+	{name: "run_batch", sample: func() subjects.Message {
+		job := sampleMapReduceSpec()
+		job.ExecuteType = subjects.ExecStandalone
+		return &subjects.RunBatch{App: "demo", Runs: []subjects.RunJob{
+			{App: "demo", Job: job, Params: "n=1", Selection: sampleSelection()},
+			{App: "demo", Job: job, Params: "n=2"},
+		}}
+	}},
+	{name: "run_batch_reply", sample: func() subjects.Message {
+		return &subjects.RunBatchReply{Results: []subjects.RunResult{
+			{InstanceID: sampleInstance, TrackerWorker: sampleWorker},
+			{Error: subjects.Errorf(subjects.CodeInternal, "create instance: %s", "context deadline exceeded")},
+		}}
+	}},
+	{name: "run_instances", sample: func() subjects.Message {
+		mr := sampleMapReduceSpec()
+		return &subjects.RunInstances{Runs: []subjects.RunInstance{
+			{ServerID: sampleServer, InstanceID: "Ix4kQ9bT2mZ7pW1sL0vR8b", Job: sampleFixedRateSpec(), Params: "p", Epoch: 1},
+			{ServerID: sampleServer, InstanceID: sampleInstance, Job: mr, Workers: []string{"w-host2-77-def456"}, Epoch: 1},
+		}}
+	}},
+	{name: "run_results", sample: func() subjects.Message {
+		return &subjects.RunResults{Results: []subjects.RunResult{
+			{InstanceID: "Ix4kQ9bT2mZ7pW1sL0vR8b", TrackerWorker: sampleWorker},
+			{InstanceID: sampleInstance, TrackerWorker: sampleWorker,
+				Error: subjects.Errorf(subjects.CodeOverloaded, "worker %s tracks 64 instances of this kind, limit 64", sampleWorker)},
+		}}
+	}},
+	{name: "instance_statuses", sample: func() subjects.Message {
+		return &subjects.InstanceStatuses{Statuses: []subjects.InstanceStatus{
+			{InstanceID: sampleInstance, JobID: "job-nightly", WorkerID: sampleWorker, State: subjects.InstanceSucceeded,
+				Counts: subjects.TaskCounts{Total: 3, Succeeded: 3}, Result: "3 tasks: 3 succeeded, 0 failed", Seq: 88, Epoch: 2},
+			*sampleFrequentStatus(),
+		}}
+	}},
+
+	// Job messages (jobs.go).
+	{name: "job_save", sample: func() subjects.Message { return &subjects.JobSave{Job: sampleJob()} }},
+	{name: "job_reply", sample: func() subjects.Message { return &subjects.JobReply{Job: sampleJob()} }},
+	{name: "job_ref", sample: func() subjects.Message { return &subjects.JobRef{App: "demo", ID: "job-nightly"} }},
+	{name: "job_enable", sample: func() subjects.Message {
+		return &subjects.JobEnable{App: "demo", ID: "job-nightly", Enabled: true}
+	}},
+	{name: "job_run", sample: func() subjects.Message {
+		return &subjects.JobRun{App: "demo", ID: "job-nightly", Params: `{"day":"2025-11-21"}`}
+	}},
+}
+
+// Ids shared by the samples, shaped like the ones the Go implementation
+// generates (instance ids are NUIDs).
+const (
+	sampleServer   = "srv-host2-17-xyz789"
+	sampleWorker   = "w-host1-4242-abc123"
+	sampleInstance = "Ix4kQ9bT2mZ7pW1sL0vR8a"
+)
+
+// sampleMapReduceSpec is a JobSpec with every field set but PeriodMS, which
+// only frequent jobs have.
+func sampleMapReduceSpec() subjects.JobSpec {
+	return subjects.JobSpec{JobID: "job-nightly", Name: "nightly report", ProcessorType: "go", Processor: "demo.report",
+		ExecuteType: subjects.ExecMapReduce, TimeType: subjects.TimeAPI, Params: "region=eu", MaxInstances: 1, Concurrency: 8,
+		TimeLimitMS: 600_000, TaskRetries: 2, MaxWorkers: 3, Dispatch: "least_loaded", LogMode: "online"}
+}
+
+// sampleFixedRateSpec is a frequent JobSpec with every field set.
+func sampleFixedRateSpec() subjects.JobSpec {
+	return subjects.JobSpec{JobID: "job-poll", Name: "poll", ProcessorType: "go", Processor: "demo.poll",
+		ExecuteType: subjects.ExecStandalone, TimeType: subjects.TimeFixedRate, PeriodMS: 500, Params: "url=http://x", MaxInstances: 2,
+		Concurrency: 1, TimeLimitMS: 400, TaskRetries: 1, MaxWorkers: 1, Dispatch: "round_robin", LogMode: "local"}
+}
+
+func sampleSelection() subjects.Selection {
+	return subjects.Selection{Designated: []string{sampleWorker, "w-host2-77-def456"}, Tags: []string{"gpu"},
+		MinCPUCores: 1.5, MinMemoryGiB: 2, MinDiskGiB: 10.25, Strategy: "specify"}
+}
+
+// sampleFrequentStatus is the final status of a fixed-rate instance.
+func sampleFrequentStatus() *subjects.InstanceStatus {
+	return &subjects.InstanceStatus{InstanceID: "Ix4kQ9bT2mZ7pW1sL0vR8b", JobID: "job-poll", WorkerID: sampleWorker,
+		State: subjects.InstanceStopped, Counts: subjects.TaskCounts{Total: 41, Waiting: 0, Running: 1, Succeeded: 39, Failed: 1},
+		Result: "job disabled", Seq: 1207, Epoch: 1, Recent: []subjects.SubInstance{
+			{ID: 40, State: subjects.InstanceFailed, Result: "timeout", StartMS: 1_763_760_019_500, EndMS: 1_763_760_019_900},
+			{ID: 41, State: subjects.InstanceStopped, Result: "context canceled", StartMS: 1_763_760_020_000, EndMS: 1_763_760_020_012},
+		}}
+}
+
+func sampleJob() subjects.Job {
+	return subjects.Job{ID: "job-nightly", App: "demo", Name: "nightly report", Description: "sums yesterday's orders",
+		ProcessorType: "go", Processor: "demo.report", ExecuteType: subjects.ExecMapReduce, TimeType: subjects.TimeCron,
+		TimeExpression: "0 30 2 * * *", TimeZone: "Europe/Berlin", MisfirePolicy: subjects.MisfireSkip, Params: "region=eu",
+		MaxInstances: 1, Concurrency: 8, TimeLimitMS: 600_000, InstanceRetries: 1, TaskRetries: 2, MaxWorkers: 3, LogMode: "online",
+		Selection: sampleSelection(), StartMS: 1_735_689_600_000, EndMS: 1_767_225_600_000, Enabled: true, Revision: 12}
 }
 
 func goldenPath(name string) string { return filepath.Join(goldenDir, name+".msgpack") }
@@ -289,6 +445,31 @@ func TestGoldenKeys(t *testing.T) {
 			"containers", "processors", "light_trackers", "heavy_trackers", "processor_trackers", "overloaded", "log_lines_dropped", "shutting_down"},
 		"log_batch": {"v", "app", "worker_id", "instance_id", "lines", "dropped"},
 		"error":     {"v", "code", "message"},
+
+		"run_instance":      {"v", "server_id", "instance_id", "job", "instance_params", "workers", "resume", "epoch"},
+		"run_reply":         {"v", "worker_id", "already"},
+		"stop_instance":     {"v", "instance_id", "reason"},
+		"ack":               {"v"},
+		"query_instance":    {"v", "instance_id", "offset", "limit"},
+		"instance_detail":   {"v", "instance_id", "worker_id", "state", "counts", "tasks", "recent"},
+		"instance_status":   {"v", "instance_id", "job_id", "worker_id", "state", "counts", "result", "seq", "epoch", "recent"},
+		"start_tasks":       {"v", "instance_id", "tracker_id", "epoch", "job", "instance_params", "tasks"},
+		"start_tasks_reply": {"v", "accepted", "rejected", "reason"},
+		"task_reports":      {"v", "instance_id", "worker_id", "reports"},
+		"map_request":       {"v", "instance_id", "worker_id", "parent_id", "tasks"},
+		"pt_status":         {"v", "instance_id", "worker_id", "running", "queued", "lethal"},
+		"run_job":           {"v", "app", "job", "instance_params", "selection"},
+		"run_job_reply":     {"v", "instance_id", "tracker_worker"},
+		"run_batch":         {"v", "app", "runs"},
+		"run_batch_reply":   {"v", "results"},
+		"run_instances":     {"v", "runs"},
+		"run_results":       {"v", "results"},
+		"instance_statuses": {"v", "statuses"},
+		"job_save":          {"v", "job"},
+		"job_reply":         {"v", "job"},
+		"job_ref":           {"v", "app", "id"},
+		"job_enable":        {"v", "app", "id", "enabled"},
+		"job_run":           {"v", "app", "id", "instance_params"},
 	}
 	for name, want := range keys {
 		t.Run(name, func(t *testing.T) {
@@ -321,6 +502,51 @@ func TestGoldenKeys(t *testing.T) {
 
 		e := asMap(t, readGolden(t, "error"))
 		require.Equal(t, "unknown_app", e["code"])
+	})
+
+	t.Run("nested execution", func(t *testing.T) {
+		t.Parallel()
+		st := asMap(t, readGolden(t, "start_tasks"))
+		// Every JobSpec key is omitempty: the sample sets them all but
+		// period_ms, which run_instances pins.
+		require.ElementsMatch(t, []string{"job_id", "name", "processor_type", "processor", "execute_type", "time_type", "params",
+			"max_instances", "concurrency", "time_limit_ms", "task_retries", "max_workers", "dispatch", "log_mode"}, mapKeys(st["job"].(map[string]any)))
+		task := st["tasks"].([]any)[0].(map[string]any)
+		require.ElementsMatch(t, []string{"id", "name", "payload", "attempt"}, mapKeys(task))
+		require.IsType(t, []byte{}, task["payload"], "payload is msgpack bin")
+
+		ri := asMap(t, readGolden(t, "run_instances"))
+		freq := ri["runs"].([]any)[0].(map[string]any)["job"].(map[string]any)
+		require.EqualValues(t, 500, freq["period_ms"])
+
+		rep := asMap(t, readGolden(t, "task_reports"))["reports"].([]any)[1].(map[string]any)
+		require.ElementsMatch(t, []string{"id", "attempt", "state", "result"}, mapKeys(rep))
+		require.EqualValues(t, subjects.TaskFailed, rep["state"])
+
+		det := asMap(t, readGolden(t, "instance_detail"))
+		require.ElementsMatch(t, []string{"total", "waiting", "running", "succeeded", "failed"}, mapKeys(det["counts"].(map[string]any)))
+		require.ElementsMatch(t, []string{"task_id", "task_name", "state", "worker_id", "attempt", "result"},
+			mapKeys(det["tasks"].([]any)[0].(map[string]any)))
+
+		sub := asMap(t, readGolden(t, "instance_status"))["recent"].([]any)[1].(map[string]any)
+		require.ElementsMatch(t, []string{"id", "state", "result", "start_ms", "end_ms"}, mapKeys(sub))
+		require.EqualValues(t, subjects.InstanceStopped, sub["state"])
+
+		sel := asMap(t, readGolden(t, "run_job"))["selection"].(map[string]any)
+		require.ElementsMatch(t, []string{"designated", "tags", "min_cpu_cores", "min_memory_gib", "min_disk_gib", "strategy"}, mapKeys(sel))
+
+		// A batch item's error is an Error map nested in the result; the
+		// Go encoder writes its v as 0 (only the top-level v is stamped).
+		res := asMap(t, readGolden(t, "run_results"))["results"].([]any)
+		require.Nil(t, res[0].(map[string]any)["error"])
+		itemErr := res[1].(map[string]any)["error"].(map[string]any)
+		require.ElementsMatch(t, []string{"v", "code", "message"}, mapKeys(itemErr))
+		require.Equal(t, "overloaded", itemErr["code"])
+
+		job := asMap(t, readGolden(t, "job_save"))["job"].(map[string]any)
+		require.ElementsMatch(t, []string{"id", "app", "name", "description", "processor_type", "processor", "execute_type", "time_type",
+			"time_expression", "time_zone", "misfire_policy", "params", "max_instances", "concurrency", "time_limit_ms", "instance_retries",
+			"task_retries", "max_workers", "log_mode", "selection", "start_ms", "end_ms", "enabled", "revision"}, mapKeys(job))
 	})
 }
 
@@ -531,6 +757,41 @@ func TestInvalid(t *testing.T) {
 		{"log batch with wildcard instance", &subjects.LogBatch{InstanceID: ">", Lines: []subjects.LogLine{{Seq: 1}}}},
 		{"log batch with nothing to say", &subjects.LogBatch{App: "demo", WorkerID: "w-1", InstanceID: "i-1"}},
 		{"error without code", &subjects.Error{Message: "what?"}},
+
+		{"run without instance id", &subjects.RunInstance{Job: sampleMapReduceSpec()}},
+		{"run without processor", &subjects.RunInstance{InstanceID: "i-1", Job: subjects.JobSpec{ExecuteType: subjects.ExecMap}}},
+		{"run with unknown execute type", &subjects.RunInstance{InstanceID: "i-1", Job: subjects.JobSpec{Processor: "p", ExecuteType: "mapreduce"}}},
+		{"run with a too short period", &subjects.RunInstance{InstanceID: "i-1", Job: subjects.JobSpec{Processor: "p",
+			ExecuteType: subjects.ExecStandalone, TimeType: subjects.TimeFixedDelay, PeriodMS: 49}}},
+		{"run with 10001 workers", &subjects.RunInstance{InstanceID: "i-1", Job: sampleMapReduceSpec(), Workers: make([]string, 10001)}},
+		{"run with 101 task retries", &subjects.RunInstance{InstanceID: "i-1", Job: subjects.JobSpec{Processor: "p",
+			ExecuteType: subjects.ExecMap, TaskRetries: 101}}},
+		{"stop with dotted instance", &subjects.StopInstance{InstanceID: "i.1"}},
+		{"query with limit 1001", &subjects.QueryInstance{InstanceID: "i-1", Limit: 1001}},
+		{"query with negative offset", &subjects.QueryInstance{InstanceID: "i-1", Offset: -1}},
+		{"status without state", &subjects.InstanceStatus{InstanceID: "i-1"}},
+		{"status with 11 sub-instances", &subjects.InstanceStatus{InstanceID: "i-1", State: subjects.InstanceRunning,
+			Recent: make([]subjects.SubInstance, 11)}},
+		{"start tasks without tracker", &subjects.StartTasks{InstanceID: "i-1", Job: sampleMapReduceSpec()}},
+		{"start tasks with a task without id", &subjects.StartTasks{InstanceID: "i-1", TrackerID: "w-1", Job: sampleMapReduceSpec(),
+			Tasks: []subjects.TaskSpec{{TaskName: "x"}}}},
+		{"reports without worker", &subjects.TaskReports{InstanceID: "i-1"}},
+		{"map without tasks", &subjects.MapRequest{InstanceID: "i-1", WorkerID: "w-1", ParentID: "0"}},
+		{"pt status without worker", &subjects.PTStatus{InstanceID: "i-1"}},
+		{"run job with dotted app", &subjects.RunJob{App: "a.b", Job: sampleMapReduceSpec()}},
+		{"run job specifying nobody", &subjects.RunJob{App: "demo", Job: sampleMapReduceSpec(), Selection: subjects.Selection{Strategy: "specify"}}},
+		{"run job with unknown strategy", &subjects.RunJob{App: "demo", Job: sampleMapReduceSpec(), Selection: subjects.Selection{Strategy: "best"}}},
+		{"run job reply without instance", &subjects.RunJobReply{}},
+		{"run batch without runs", &subjects.RunBatch{App: "demo"}},
+		{"run batch with an invalid run", &subjects.RunBatch{App: "demo", Runs: []subjects.RunJob{{Job: subjects.JobSpec{Processor: "p"}}}}},
+		{"run instances without runs", &subjects.RunInstances{}},
+		{"statuses without statuses", &subjects.InstanceStatuses{}},
+		{"job save without app", &subjects.JobSave{Job: subjects.Job{Name: "n", Processor: "p", ExecuteType: subjects.ExecMap, TimeType: subjects.TimeAPI}}},
+		{"job save ending before it starts", &subjects.JobSave{Job: func() subjects.Job { j := sampleJob(); j.EndMS = j.StartMS; return j }()}},
+		{"job save with unknown misfire policy", &subjects.JobSave{Job: func() subjects.Job { j := sampleJob(); j.MisfirePolicy = "later"; return j }()}},
+		{"job ref without id", &subjects.JobRef{App: "demo"}},
+		{"job enable with wildcard id", &subjects.JobEnable{App: "demo", ID: "*"}},
+		{"job run without app", &subjects.JobRun{ID: "job-1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -558,6 +819,11 @@ func TestValidEdgeCases(t *testing.T) {
 		{"log batch reporting only drops", &subjects.LogBatch{App: "demo", WorkerID: "w-1", InstanceID: "i-1", Dropped: 3}},
 		{"error without message", &subjects.Error{Code: subjects.CodeInternal}},
 		{"error with a code from the future", &subjects.Error{Code: "rate_limited", Message: "later"}},
+
+		{"start tasks announcing a tracker", &subjects.StartTasks{InstanceID: "i-1", TrackerID: "w-1", Epoch: 3, Job: sampleMapReduceSpec()}},
+		{"query for counts only", &subjects.QueryInstance{InstanceID: "i-1"}},
+		{"status of a light instance", &subjects.InstanceStatus{InstanceID: "i-1", State: subjects.InstanceSucceeded}},
+		{"job save creating a job", &subjects.JobSave{Job: func() subjects.Job { j := sampleJob(); j.ID, j.Revision = "", 0; return j }()}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

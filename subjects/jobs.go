@@ -85,6 +85,9 @@ func (j *Job) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("time_type: %q is not api, cron, fixed_rate or fixed_delay", j.TimeType))
 	}
+	if j.TimeType.Frequent() && j.ExecuteType != ExecStandalone {
+		errs = append(errs, fmt.Errorf("execute_type: %s jobs run standalone processors (frequent broadcast/map sub-instances are not supported yet)", j.TimeType))
+	}
 	switch j.MisfirePolicy {
 	case "", MisfireRunOnce, MisfireSkip:
 	default:

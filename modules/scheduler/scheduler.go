@@ -22,6 +22,9 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
+// DefaultFireLead is how early a cron fire's record is prepared.
+const DefaultFireLead = 200 * time.Millisecond
+
 // Config tunes the scheduler.
 type Config struct {
 	// Clock is the time source for cron (nil: the wall clock); tests use a
@@ -29,6 +32,10 @@ type Config struct {
 	Clock Clock `yaml:"-"`
 	// FireConcurrency bounds cron fires processed at once (zero means 256).
 	FireConcurrency int `yaml:"fire_concurrency"`
+	// FireLead is how long before a cron fire its instance record is
+	// created, so that only the dispatch is left at the scheduled time
+	// (zero means 200ms).
+	FireLead time.Duration `yaml:"fire_lead"`
 	// OverloadWait is how long an instance that every worker refuses for
 	// load keeps being offered before it fails (zero means 1m).
 	OverloadWait time.Duration `yaml:"overload_wait"`
@@ -50,6 +57,9 @@ func (c *Config) fill() {
 	}
 	if c.FireConcurrency == 0 {
 		c.FireConcurrency = 256
+	}
+	if c.FireLead == 0 {
+		c.FireLead = DefaultFireLead
 	}
 	if c.OverloadWait == 0 {
 		c.OverloadWait = time.Minute
@@ -83,7 +93,7 @@ type Scheduler struct {
 	ttl       time.Duration
 	clock     Clock
 	fireSlots chan struct{}
-	freqMu    sync.Mutex // one frequent start at a time
+	jobLocks  sync.Map // job id → *sync.Mutex: one frequent start per job at a time
 
 	mu      sync.Mutex
 	active  map[string]*tracked
@@ -171,7 +181,7 @@ func (s *Scheduler) Endpoints() []server.Endpoint {
 		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: s.handleStatus, Concurrency: 32},
 		{Name: "instance-statuses", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatuses), Queue: id, Handler: s.handleStatuses, Concurrency: 8},
 		{Name: "run-batch", Subject: subjects.ServerVerb("*", id, subjects.VerbRunBatch), Queue: id, Handler: s.handleRunBatch, Concurrency: 8},
-		{Name: "job-save", Subject: subjects.ServerVerb("*", id, subjects.VerbJobSave), Queue: id, Handler: s.handleJobSave},
+		{Name: "job-save", Subject: subjects.ServerVerb("*", id, subjects.VerbJobSave), Queue: id, Handler: s.handleJobSave, Concurrency: 8},
 		{Name: "job-delete", Subject: subjects.ServerVerb("*", id, subjects.VerbJobDelete), Queue: id, Handler: s.handleJobDelete},
 		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: s.handleJobEnable},
 		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: s.handleJobRun},
@@ -302,7 +312,9 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 				lastErr = fmt.Errorf("worker %s: %w", tracker, err)
 				continue
 			}
-			s.update(t, func(r *jetstream.Instance) bool {
+			// Not awaited: the worker has it, and the write is ordered with
+			// the instance's later writes (apply holds its lock).
+			s.apply(t, func(r *jetstream.Instance) bool {
 				if r.State.Final() { // it finished before this write: keep the state, fill in who ran it
 					changed := r.TriggerMS == 0
 					r.TrackerWorker, r.TriggerMS = tracker, time.Now().UnixMilli()

@@ -40,6 +40,7 @@ type jobState struct {
 	loc    *time.Location
 	period time.Duration
 	stop   func() bool
+	gen    int // bumped on every reschedule: stale timers do nothing
 	fire   jetstream.FireState
 	loaded bool // fire state read and catch-up done in this ownership
 }
@@ -172,7 +173,19 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 		at.mu.Lock() // restartFrequent reads it
 		js.period = d
 		at.mu.Unlock()
-		at.s.ensureFrequent(at.ctx, j, d)
+		// Off the watch loop, bounded: thousands of frequent jobs start in
+		// parallel when a server takes an app over.
+		at.wg.Add(1)
+		go func() {
+			defer at.wg.Done()
+			select {
+			case at.s.fireSlots <- struct{}{}:
+			case <-at.ctx.Done():
+				return
+			}
+			defer func() { <-at.s.fireSlots }()
+			at.s.ensureFrequent(at.ctx, j, d)
+		}()
 	}
 }
 
@@ -237,12 +250,63 @@ func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
 	if js.stop != nil {
 		js.stop()
 	}
-	js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now()), func() {
-		at.s.fireSlots <- struct{}{}
-		defer func() { <-at.s.fireSlots }()
-		at.fire(js, next, "")
-		at.scheduleNext(js, next)
+	js.gen++
+	gen := js.gen
+	// Two stages: the instance record is created FireLead before the
+	// scheduled time (the create-if-absent that makes a fire happen once),
+	// so at the scheduled time only the dispatch is left to do.
+	lead := min(at.s.cfg.FireLead, max(next.Sub(at.s.clock.Now()), 0))
+	js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now())-lead, func() {
+		var prepared *tracked
+		if at.current(js, gen) && !at.firedAlready(js, next) {
+			select {
+			case at.s.fireSlots <- struct{}{}:
+				var err error
+				prepared, err = at.s.prepareFire(at.ctx, js.job, fireID(js.job.ID, next), next.UnixMilli(), js.job.Params, "", false)
+				<-at.s.fireSlots
+				if err != nil && !errors.Is(err, jetstream.ErrExists) {
+					at.s.log.Error("prepare cron fire", "job_id", js.job.ID, "scheduled", next, "err", err)
+				}
+			case <-at.ctx.Done():
+				return
+			}
+		}
+		at.mu.Lock()
+		js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now()), func() {
+			switch {
+			case !at.current(js, gen):
+				if prepared != nil {
+					at.s.apply(prepared, func(r *jetstream.Instance) bool {
+						r.State, r.Note, r.FinishedMS = subjects.InstanceCanceled, "canceled: the job changed before its fire time", time.Now().UnixMilli()
+						return !r.State.Final()
+					})
+				}
+				return
+			case prepared != nil:
+				at.s.dispatch(at.ctx, prepared, false)
+				at.advance(js, next)
+			default: // not prepared (max instances reached then, or a failure): decide now
+				at.s.fireSlots <- struct{}{}
+				at.fire(js, next, "")
+				<-at.s.fireSlots
+			}
+			at.scheduleNext(js, next)
+		})
+		at.mu.Unlock()
 	})
+}
+
+// current reports whether gen is still the job's schedule generation.
+func (at *appTriggers) current(js *jobState, gen int) bool {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	return js.gen == gen && at.ctx.Err() == nil
+}
+
+func (at *appTriggers) firedAlready(js *jobState, t time.Time) bool {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	return js.fire.LastMS >= t.UnixMilli()
 }
 
 func fireID(jobID string, t time.Time) string {
@@ -315,32 +379,54 @@ func (at *appTriggers) advance(js *jobState, t time.Time) {
 // fresh id). When the job already has MaxInstances running, the instance
 // is recorded as CANCELED with the reason instead.
 func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string) (*jetstream.Instance, error) {
+	t, rec, err := s.prepare(ctx, j, id, expectedMS, params, note, true)
+	if err != nil || t == nil {
+		return rec, err
+	}
+	s.dispatch(ctx, t, false)
+	return t.snapshot(), nil
+}
+
+// prepareFire is prepare for a cron fire ahead of its time: it creates the
+// record unless the job is at MaxInstances (then nothing is decided yet).
+func (s *Scheduler) prepareFire(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, allowSkip bool) (*tracked, error) {
+	t, _, err := s.prepare(ctx, j, id, expectedMS, params, note, allowSkip)
+	return t, err
+}
+
+// prepare creates an instance record of job j and follows it; with the job
+// at MaxInstances it records a CANCELED "skipped" instance instead when
+// allowSkip, and does nothing otherwise.
+func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, allowSkip bool) (*tracked, *jetstream.Instance, error) {
 	if id == "" {
 		id = nuid.Next()
 	}
 	rec := &jetstream.Instance{ID: id, App: j.App, JobID: j.ID, Job: j.Spec(0), Params: params, Selection: j.Selection,
 		InstanceRetries: j.InstanceRetries, ExpectedMS: expectedMS, Note: note}
 	if n := s.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances {
+		if !allowSkip {
+			return nil, nil, nil
+		}
 		rec.State, rec.FinishedMS = subjects.InstanceCanceled, time.Now().UnixMilli()
 		rec.Note = fmt.Sprintf("skipped: %d instances of the job running, max_instances %d", n, j.MaxInstances)
 		if _, err := s.instances.Create(ctx, rec); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return rec, nil
+		return nil, rec, nil
 	}
 	t, err := s.create(ctx, rec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.dispatch(ctx, t, false)
-	return t.snapshot(), nil
+	return t, t.snapshot(), nil
 }
 
 // ensureFrequent makes sure a fixed-rate or fixed-delay job has its one
 // frequent instance running, starting it on a worker when it has none.
 func (s *Scheduler) ensureFrequent(ctx context.Context, j *subjects.Job, period time.Duration) {
-	s.freqMu.Lock()
-	defer s.freqMu.Unlock()
+	mu, _ := s.jobLocks.LoadOrStore(j.ID, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	f, err := s.jobs.Fire(ctx, j.App, j.ID)
 	if err != nil {
 		s.log.Error("read fire record", "job_id", j.ID, "err", err)

@@ -58,7 +58,9 @@ func cronStack(t *testing.T, start time.Time, procs ...processor.Named) (*testki
 }
 
 // waitArmed waits until the clock's pending timers are exactly at (the
-// scheduler has seen the job changes and armed its timers).
+// scheduler has seen the job changes and armed its timers). A cron timer
+// is armed scheduler.DefaultFireLead before its time, to prepare the
+// instance record.
 func waitArmed(t *testing.T, clock *scheduler.ManualClock, at ...time.Time) {
 	t.Helper()
 	testkit.Eventually(t, within, func() bool {
@@ -67,7 +69,7 @@ func waitArmed(t *testing.T, clock *scheduler.ManualClock, at ...time.Time) {
 			return false
 		}
 		for i := range p {
-			if !p[i].Equal(at[i]) {
+			if !p[i].Equal(at[i]) && !p[i].Equal(at[i].Add(-scheduler.DefaultFireLead)) {
 				return false
 			}
 		}

@@ -118,7 +118,10 @@ func TestMapReduce(t *testing.T) {
 	require.Positive(t, s.Workers[0].Executors.Executed())
 	require.Positive(t, s.Workers[1].Executors.Executed())
 	testkit.Eventually(t, 5*time.Second, func() bool {
-		n, err := jetstream.CountKeys(context.Background(), s.Workers[0].Tasks, in.ID+".>")
+		// Bounded: a watch racing the purge may never see its end marker.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := jetstream.CountKeys(ctx, s.Workers[0].Tasks, in.ID+".>")
 		return err == nil && n == 0
 	}, "task_info entries purged")
 }

@@ -156,7 +156,10 @@ func (f *frequent) runSub(n int64) {
 	if len(f.recent) > keepRecent {
 		f.recent = append(f.recent[:0:0], f.recent[len(f.recent)-keepRecent:]...)
 	}
-	report := time.Since(f.lastProg) >= f.m.cfg.ProgressInterval
+	// A frequent instance reports at most every 5 progress intervals: with
+	// thousands of them, per-run reports would swamp the server; the tracker
+	// answers live queries with the last 10 runs.
+	report := time.Since(f.lastProg) >= 5*f.m.cfg.ProgressInterval
 	if report {
 		f.lastProg = time.Now()
 	}

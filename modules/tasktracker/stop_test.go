@@ -127,7 +127,11 @@ func TestStopRunningMapReduce(t *testing.T) {
 	require.Equal(t, subjects.InstanceStopped, in.State, "no late report revives it")
 	require.Equal(t, "stopped by the test", in.Result)
 	testkit.Eventually(t, 5*time.Second, func() bool {
-		n, err := jetstream.CountKeys(context.Background(), s.Workers[0].Tasks, r.InstanceID+".>")
+		// Bounded: a KV watch started while the purge runs can miss its
+		// end-of-initial-values marker and would wait forever.
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		defer ccancel()
+		n, err := jetstream.CountKeys(cctx, s.Workers[0].Tasks, r.InstanceID+".>")
 		return err == nil && n == 0
 	}, "task_info entries purged")
 	require.Equal(t, started, st.started.Load(), "nothing started after the stop")
