@@ -148,7 +148,10 @@ func (s *Stack) startChild(name string) *Child {
 		for sc.Scan() {
 			line := sc.Text()
 			if id, ok := strings.CutPrefix(line, readyPrefix); ok {
-				c.ready <- id
+				select {
+				case c.ready <- id:
+				default: // only the first READY counts
+				}
 				continue
 			}
 			c.t.Logf("[%s stdout] %s", c.Name, line)

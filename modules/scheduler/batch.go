@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -79,10 +80,18 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 				runs.Runs[k] = subjects.RunInstance{ServerID: s.srv.ID(), InstanceID: rec.ID, Job: rec.Job, Params: rec.Params,
 					Workers: others(rec.Workers, worker), Epoch: 1}
 			}
-			dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
 			var res subjects.RunResults
-			err := rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(req.App, worker, subjects.MailboxTaskTracker, subjects.VerbRunBatch), runs, &res)
-			cancel()
+			var err error
+			// A lost reply must not start instances twice: ask the same
+			// worker again first (it answers Already for what it took).
+			for try := 0; try < 2; try++ {
+				dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
+				err = rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(req.App, worker, subjects.MailboxTaskTracker, subjects.VerbRunBatch), runs, &res)
+				cancel()
+				if !errors.Is(err, rpc.ErrTimeout) {
+					break
+				}
+			}
 			for k, it := range items {
 				if err == nil && k < len(res.Results) && res.Results[k].Error == nil {
 					continue

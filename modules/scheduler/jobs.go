@@ -132,6 +132,9 @@ func (s *Scheduler) handleJobSave(ctx context.Context, msg *nats.Msg) (subjects.
 		return nil, subjects.Errorf(subjects.CodeConflict, "job %s changed since revision %d (now %d)", j.ID, j.Revision, cur.Revision)
 	}
 	rev, err := s.jobs.Update(ctx, &j, cur.Revision)
+	if errors.Is(err, jetstream.ErrConflict) {
+		return nil, subjects.Errorf(subjects.CodeConflict, "job %s changed while saving; read it and try again", j.ID)
+	}
 	if err != nil {
 		return nil, err
 	}

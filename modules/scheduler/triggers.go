@@ -401,9 +401,13 @@ func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, exp
 	if id == "" {
 		id = nuid.Next()
 	}
-	rec := &jetstream.Instance{ID: id, App: j.App, JobID: j.ID, Job: j.Spec(0), Params: params, Selection: j.Selection,
+	spec := j.Spec(0)
+	if spec.TimeType.Frequent() { // an API run of a fixed-rate/delay job runs it once
+		spec.TimeType = subjects.TimeAPI
+	}
+	rec := &jetstream.Instance{ID: id, App: j.App, JobID: j.ID, Job: spec, Params: params, Selection: j.Selection,
 		InstanceRetries: j.InstanceRetries, ExpectedMS: expectedMS, Note: note}
-	if n := s.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances {
+	if n := s.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances && !j.TimeType.Frequent() {
 		if !allowSkip {
 			return nil, nil, nil
 		}

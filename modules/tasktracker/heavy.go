@@ -439,7 +439,8 @@ func (h *heavy) lose(pt *ptInfo, why string) {
 	h.m.log.Warn("processor tracker lost; re-dispatching its tasks", "instance_id", h.run.InstanceID, "pt_worker", pt.id, "reason", why)
 	var futures []jetstream.PubAckFuture
 	for id, t := range h.tasks {
-		if t.worker != pt.id || t.state.Final() || t.state == subjects.TaskWaiting {
+		pinnedHere := t.pin == pt.id && !t.state.Final() // waiting or not, it can only run there
+		if !pinnedHere && (t.worker != pt.id || t.state.Final() || t.state == subjects.TaskWaiting) {
 			continue
 		}
 		t.worker = ""
@@ -454,6 +455,7 @@ func (h *heavy) lose(pt *ptInfo, why string) {
 		h.setState(t, subjects.TaskWaiting)
 		h.enqueue(id, t)
 	}
+	delete(h.pinned, pt.id)
 	if len(futures) > 0 {
 		go func() { _ = h.st.wait(h.ctx, futures) }()
 	}
