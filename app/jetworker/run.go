@@ -24,6 +24,17 @@ func embeddedFlags(cmd *cobra.Command, port *int, storeDir *string) {
 	cmd.Flags().StringVar(storeDir, "store-dir", "", "embedded JetStream store directory (empty = a temporary directory)")
 }
 
+// applyEmbedded sets the embedded NATS port (the flag wins over the file
+// when given) and store directory.
+func applyEmbedded(cmd *cobra.Command, e *natsconn.Embedded, port int, storeDir string) {
+	if cmd.Flags().Changed("port") || e.Port == 0 {
+		e.Port = port
+	}
+	if storeDir != "" {
+		e.StoreDir = storeDir
+	}
+}
+
 func devCmd() *cobra.Command {
 	var port, workers int
 	var storeDir, appName string
@@ -36,12 +47,7 @@ func devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("port") || cfg.NATS.Embedded.Port == 0 {
-				cfg.NATS.Embedded.Port = port
-			}
-			if storeDir != "" {
-				cfg.NATS.Embedded.StoreDir = storeDir
-			}
+			applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
 			cfg.NATS.URLs = nil
 			// Dev-friendly periods: see changes in seconds, not minutes.
 			if cfg.Worker.Health.Interval == 0 || cfg.Worker.Health.Interval == 15*time.Second {
@@ -69,12 +75,7 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("port") || cfg.NATS.Embedded.Port == 0 {
-				cfg.NATS.Embedded.Port = port
-			}
-			if storeDir != "" {
-				cfg.NATS.Embedded.StoreDir = storeDir
-			}
+			applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
 			if id != "" {
 				cfg.Server.ID = id
 			}

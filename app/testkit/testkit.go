@@ -58,35 +58,7 @@ func WorkerConfig() worker.Config {
 // n workers carrying procs.
 func New(t testing.TB, n int, procs ...processor.Named) *Stack {
 	t.Helper()
-	s := &Stack{T: t, NATS: natstest.Server(t)}
-	s.conn = natstest.Conn(t, s.NATS)
-	srv, err := server.New(server.Config{LeasePeriod: 2 * time.Second, WorkerTTL: 2 * time.Second}, s.conn, natstest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Server = srv
-	s.Scheduler = scheduler.New(scheduler.Config{DispatchTimeout: time.Second}, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
-	})
-	if _, err := srv.Apps().Create(ctx, App, time.Now().UnixMilli()); err != nil {
-		t.Fatal(err)
-	}
-	if s.Client, err = client.New(ctx, s.conn.NC(), s.conn.JS()); err != nil {
-		t.Fatal(err)
-	}
-	for range n {
-		s.AddWorker(WorkerConfig(), procs...)
-	}
-	s.WaitWorkers(n)
-	return s
+	return NewWith(t, Options{Workers: n, Processors: procs})
 }
 
 // AddWorker starts one more worker on its own connection; it is stopped
