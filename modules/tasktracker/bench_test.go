@@ -22,15 +22,16 @@ import (
 )
 
 // Benchmarks of the execution engine on a real in-process cluster (NATS,
-// server, workers, file-backed task_info). Commands:
+// server, workers, file-backed task_info), without -race:
 //
-//	go test -run '^$' -bench 'MapReduce100k' -benchtime 1x ./modules/tasktracker
-//	JW_BENCH_1M=1 go test -run '^$' -bench 'MapReduce1M' -benchtime 1x -timeout 30m ./modules/tasktracker
-//	go test -run '^$' -bench 'MapReduceLatency' -benchtime 30x ./modules/tasktracker
-//	go test -run '^$' -bench 'FixedRateLateness' -benchtime 1x ./modules/tasktracker
+//	go test -run '^$' -bench 'MapReduce100k' -benchtime 5x ./modules/tasktracker
+//	go test -run '^$' -bench 'MapReduce1M' -benchtime 1x -timeout 30m ./modules/tasktracker
+//	go test -run '^$' -bench 'MapReduceLatency' -benchtime 50x ./modules/tasktracker
+//	go test -run '^$' -bench 'FixedRateLateness' -benchtime 3x ./modules/tasktracker
 //
 // RSS is the whole test process: the embedded NATS server and the server
-// run in it too.
+// run in it too. Everything shares the machine's cores, so three workers
+// here measure the messaging cost of spreading work, not three machines.
 
 // benchConfig is the worker configuration of the benchmarks: the test
 // periods of testkit, with the processor-tracker queue as deep as the

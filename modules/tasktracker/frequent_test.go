@@ -17,6 +17,10 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
+// The timing tests below do not call t.Parallel: they run before the
+// parallel tests of the package start, so that only the machine's other
+// work disturbs them.
+//
 // Scheduling tolerances. They hold under -race on two busy cores; a
 // machine shared with other work may still stall a goroutine now and then,
 // so up to maxStalls starts (or gaps) of a test may miss them. Drift is
@@ -31,7 +35,7 @@ const (
 	maxStalls = 2
 )
 
-// run is one sub-instance as the processor saw it.
+// subRun is one sub-instance as the processor saw it.
 type subRun struct {
 	id         int64
 	start, end time.Time
