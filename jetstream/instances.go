@@ -19,27 +19,27 @@ const BucketInstances = "jw_instances"
 // timers.
 type Instance struct {
 	ID        string             `msgpack:"id"`
-	App       string             `msgpack:"app,omitempty"`
-	JobID     string             `msgpack:"job_id,omitempty"`
-	Job       subjects.JobSpec   `msgpack:"job,omitempty"`
-	Params    string             `msgpack:"params,omitempty"`
-	Selection subjects.Selection `msgpack:"selection,omitempty"`
+	App       string             `msgpack:"app"`
+	JobID     string             `msgpack:"job_id"`
+	Job       subjects.JobSpec   `msgpack:"job"`
+	Params    string             `msgpack:"params"`
+	Selection subjects.Selection `msgpack:"selection"`
 	// InstanceRetries is how many times a failed run is started again.
-	InstanceRetries int                    `msgpack:"instance_retries,omitempty"`
+	InstanceRetries int                    `msgpack:"instance_retries"`
 	State           subjects.InstanceState `msgpack:"state"`
-	ServerID        string                 `msgpack:"server_id,omitempty"`
-	TrackerWorker   string                 `msgpack:"tracker_worker,omitempty"`
-	Workers         []string               `msgpack:"workers,omitempty"`
-	Counts          subjects.TaskCounts    `msgpack:"counts,omitempty"`
-	Result          string                 `msgpack:"result,omitempty"`
-	Recent          []subjects.SubInstance `msgpack:"recent,omitempty"`
-	ExpectedMS      int64                  `msgpack:"expected_ms,omitempty"` // when it should have started
-	TriggerMS       int64                  `msgpack:"trigger_ms,omitempty"`  // when it was dispatched
-	FinishedMS      int64                  `msgpack:"finished_ms,omitempty"`
-	RunCount        int                    `msgpack:"run_count,omitempty"` // dispatches from scratch
-	Epoch           uint64                 `msgpack:"epoch,omitempty"`     // tracker generation (resumes)
-	LastSeq         uint64                 `msgpack:"last_seq,omitempty"`  // newest status report applied
-	Note            string                 `msgpack:"note,omitempty"`      // why it was skipped, retried, resumed
+	ServerID        string                 `msgpack:"server_id"`
+	TrackerWorker   string                 `msgpack:"tracker_worker"`
+	Workers         []string               `msgpack:"workers"`
+	Counts          subjects.TaskCounts    `msgpack:"counts"`
+	Result          string                 `msgpack:"result"`
+	Recent          []subjects.SubInstance `msgpack:"recent"`
+	ExpectedMS      int64                  `msgpack:"expected_ms"` // when it should have started
+	TriggerMS       int64                  `msgpack:"trigger_ms"`  // when it was dispatched
+	FinishedMS      int64                  `msgpack:"finished_ms"`
+	RunCount        int                    `msgpack:"run_count"` // dispatches from scratch
+	Epoch           uint64                 `msgpack:"epoch"`     // tracker generation (resumes)
+	LastSeq         uint64                 `msgpack:"last_seq"`  // newest status report applied
+	Note            string                 `msgpack:"note"`      // why it was skipped, retried, resumed
 }
 
 // Instances is the instance store.

@@ -62,28 +62,28 @@ const MinFrequentPeriodMS = 50
 
 // JobSpec is what a worker needs to run a job's instance.
 type JobSpec struct {
-	JobID         string      `msgpack:"job_id,omitempty"`
-	Name          string      `msgpack:"name,omitempty"`
-	ProcessorType string      `msgpack:"processor_type,omitempty"` // "go" (built in) or "wasm" (container)
-	Processor     string      `msgpack:"processor,omitempty"`      // registered name, or "<containerId>#<name>"
-	ExecuteType   ExecuteType `msgpack:"execute_type,omitempty"`
-	TimeType      TimeType    `msgpack:"time_type,omitempty"`
+	JobID         string      `msgpack:"job_id"`
+	Name          string      `msgpack:"name"`
+	ProcessorType string      `msgpack:"processor_type"` // "go" (built in) or "wasm" (container)
+	Processor     string      `msgpack:"processor"`      // registered name, or "<containerId>#<name>"
+	ExecuteType   ExecuteType `msgpack:"execute_type"`
+	TimeType      TimeType    `msgpack:"time_type"`
 	// PeriodMS is the fixed rate or delay of a frequent job.
-	PeriodMS int64  `msgpack:"period_ms,omitempty"`
-	Params   string `msgpack:"params,omitempty"`
+	PeriodMS int64  `msgpack:"period_ms"`
+	Params   string `msgpack:"params"`
 	// MaxInstances bounds concurrently running sub-instances of a
 	// frequent job (PowerJob maxInstanceNum; 0 means 1).
-	MaxInstances int `msgpack:"max_instances,omitempty"`
+	MaxInstances int `msgpack:"max_instances"`
 	// Concurrency is how many tasks of one instance run at once on one
 	// worker (PowerJob threadConcurrency; 0 means 5).
-	Concurrency int `msgpack:"concurrency,omitempty"`
+	Concurrency int `msgpack:"concurrency"`
 	// TimeLimitMS bounds an instance (0 means none), measured by the
 	// tracker on its own clock.
-	TimeLimitMS int64  `msgpack:"time_limit_ms,omitempty"`
-	TaskRetries int    `msgpack:"task_retries,omitempty"`
-	MaxWorkers  int    `msgpack:"max_workers,omitempty"` // 0 means all allowed
-	Dispatch    string `msgpack:"dispatch,omitempty"`    // "round_robin" (default) or "least_loaded"
-	LogMode     string `msgpack:"log_mode,omitempty"`    // online, local, stdout, null
+	TimeLimitMS int64  `msgpack:"time_limit_ms"`
+	TaskRetries int    `msgpack:"task_retries"`
+	MaxWorkers  int    `msgpack:"max_workers"` // 0 means all allowed
+	Dispatch    string `msgpack:"dispatch"`    // "round_robin" (default) or "least_loaded"
+	LogMode     string `msgpack:"log_mode"`    // online, local, stdout, null
 }
 
 // Validate checks what a worker relies on.

@@ -507,9 +507,9 @@ func TestGoldenKeys(t *testing.T) {
 	t.Run("nested execution", func(t *testing.T) {
 		t.Parallel()
 		st := asMap(t, readGolden(t, "start_tasks"))
-		// Every JobSpec key is omitempty: the sample sets them all but
-		// period_ms, which run_instances pins.
-		require.ElementsMatch(t, []string{"job_id", "name", "processor_type", "processor", "execute_type", "time_type", "params",
+		// Every JobSpec key is written (period_ms is 0 here; run_instances
+		// pins a non-zero one).
+		require.ElementsMatch(t, []string{"job_id", "name", "processor_type", "processor", "execute_type", "time_type", "period_ms", "params",
 			"max_instances", "concurrency", "time_limit_ms", "task_retries", "max_workers", "dispatch", "log_mode"}, mapKeys(st["job"].(map[string]any)))
 		task := st["tasks"].([]any)[0].(map[string]any)
 		require.ElementsMatch(t, []string{"id", "name", "payload", "attempt"}, mapKeys(task))
