@@ -102,3 +102,22 @@ func Unmarshal(data []byte, m Message) error {
 	}
 	return nil
 }
+
+// BatchBytes is the budget for the items of one batch message: half the
+// message limit, so that per-item estimates may be rough.
+const BatchBytes = MaxMessageSize / 2
+
+// Fit returns how many of the first items fit in one batch message: at
+// most max items whose sizes (as estimated by size) add up to BatchBytes;
+// at least one, so that an oversized item is refused visibly by Marshal
+// rather than stuck.
+func Fit(n, maxItems int, size func(i int) int) int {
+	total := 0
+	for i := 0; i < n && i < maxItems; i++ {
+		total += size(i)
+		if total > BatchBytes && i > 0 {
+			return i
+		}
+	}
+	return min(n, maxItems)
+}

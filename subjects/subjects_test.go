@@ -234,3 +234,13 @@ func TestNewIDAndRandomToken(t *testing.T) {
 	require.NoError(t, subjects.ValidToken(tok))
 	require.Empty(t, subjects.RandomToken(0))
 }
+
+func TestFitKeepsBatchesUnderBudget(t *testing.T) {
+	t.Parallel()
+	size := func(int) int { return 100 << 10 }
+	require.Equal(t, 5, subjects.Fit(100, 1000, size), "5 items of 100 KiB fit in 512 KiB")
+	require.Equal(t, 3, subjects.Fit(3, 1000, size))
+	require.Equal(t, 2, subjects.Fit(100, 2, size), "the item limit applies too")
+	require.Equal(t, 1, subjects.Fit(10, 1000, func(int) int { return 2 << 20 }), "an oversized item goes alone")
+	require.Equal(t, 0, subjects.Fit(0, 1000, size))
+}

@@ -195,7 +195,7 @@ func (t *tracker) reportLoop() {
 		}
 		for t.ctx.Err() == nil {
 			t.mu.Lock()
-			n := min(len(t.pending), t.pool.cfg.ReportBatch)
+			n := subjects.Fit(len(t.pending), t.pool.cfg.ReportBatch, func(i int) int { return len(t.pending[i].Result) + len(t.pending[i].TaskID) + 32 })
 			if n == 0 {
 				t.mu.Unlock()
 				t.pool.notifyIdle()

@@ -70,7 +70,23 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		}
 	}
 	var wg sync.WaitGroup
+	type chunk struct {
+		worker string
+		items  []item
+	}
+	var chunks []chunk
 	for worker, items := range byWorker {
+		for len(items) > 0 {
+			n := subjects.Fit(len(items), subjects.MaxBatch, func(i int) int {
+				r := &req.Runs[items[i].i]
+				return 512 + len(r.Params) + len(r.Job.Params) + 48*len(alive)
+			})
+			chunks = append(chunks, chunk{worker, items[:n]})
+			items = items[n:]
+		}
+	}
+	for _, c := range chunks {
+		worker, items := c.worker, c.items
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -389,7 +389,7 @@ func (m *Manager) reportFinals() {
 		}
 		for m.ctx.Err() == nil {
 			m.finalMu.Lock()
-			n := min(len(m.finalQ), subjects.MaxBatch)
+			n := subjects.Fit(len(m.finalQ), subjects.MaxBatch, func(i int) int { return finalSize(m.finalQ[i].st) })
 			batch := append([]final(nil), m.finalQ[:n]...)
 			m.finalQ = m.finalQ[n:]
 			more := len(m.finalQ) > 0
@@ -409,6 +409,15 @@ func (m *Manager) reportFinals() {
 			m.sendFinals(batch)
 		}
 	}
+}
+
+// finalSize estimates the encoded size of a status.
+func finalSize(st *subjects.InstanceStatus) int {
+	n := 256 + len(st.Result)
+	for _, r := range st.Recent {
+		n += 64 + len(r.Result)
+	}
+	return n
 }
 
 func (m *Manager) sendFinals(batch []final) {
