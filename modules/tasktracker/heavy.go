@@ -228,14 +228,20 @@ func (h *heavy) setState(t *task, s subjects.TaskState) {
 
 // add creates a waiting task and starts its durable write.
 func (h *heavy) add(id, name, pin string, payload []byte) (jetstream.PubAckFuture, error) {
+	h.addTask(id, name, pin, payload)
+	now := time.Now().UnixMilli()
+	return h.st.put(h.run.InstanceID, id, &record{Name: name, State: subjects.TaskWaiting, Payload: payload, CreatedMS: now, UpdatedMS: now})
+}
+
+// addTask creates a waiting task in the index only (its durable record is
+// written by the caller).
+func (h *heavy) addTask(id, name, pin string, payload []byte) {
 	t := &task{name: name, pin: pin, payload: payload}
 	h.tasks[id] = t
 	h.ids = append(h.ids, id)
 	h.counts.Total++
 	h.setState(t, subjects.TaskWaiting)
 	h.enqueue(id, t)
-	now := time.Now().UnixMilli()
-	return h.st.put(h.run.InstanceID, id, &record{Name: name, State: subjects.TaskWaiting, Payload: payload, CreatedMS: now, UpdatedMS: now})
 }
 
 func (h *heavy) enqueue(id string, t *task) {
@@ -370,14 +376,21 @@ func (h *heavy) onMap(msg *nats.Msg, req *subjects.MapRequest) {
 			_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeTooLarge, "instance %s would have %d tasks, limit %d", req.InstanceID, n, h.m.cfg.MaxTasks))
 			return
 		}
-		futures := make([]jetstream.PubAckFuture, 0, len(req.Tasks))
+		fresh := 0
 		for _, ts := range req.Tasks {
 			if _, exists := h.tasks[ts.TaskID]; exists {
 				continue // a retried map or re-run parent: same deterministic ids
 			}
-			f, err := h.add(ts.TaskID, ts.TaskName, "", ts.Payload)
+			h.addTask(ts.TaskID, ts.TaskName, "", ts.Payload)
+			fresh++
+		}
+		var futures []jetstream.PubAckFuture
+		if fresh > 0 {
+			// One durable write for the whole chunk (the request's tasks,
+			// under its first task's id: a retried request rewrites it).
+			f, err := h.st.putChunk(h.run.InstanceID, req.ParentID, req.Tasks)
 			if err != nil {
-				_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeInternal, "record sub-task: %v", err))
+				_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeInternal, "record sub-tasks: %v", err))
 				return
 			}
 			futures = append(futures, f)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,18 @@ type record struct {
 // metaKey holds the RunInstance of a heavy instance, for resume.
 const metaTask = "meta"
 
+// mapPrefix starts the keys of mapped chunks: "<instanceId>.m.<first task
+// id>". A map request is stored as one entry holding all its sub-tasks
+// (one durable write per chunk, not per task); a task gets its own entry
+// when it ends. Task ids never start with "m." (they are "0…", "b.…").
+const mapPrefix = "m."
+
+// mappedChunk is the stored form of one map request.
+type mappedChunk struct {
+	Parent string              `msgpack:"parent"`
+	Tasks  []subjects.TaskSpec `msgpack:"tasks"`
+}
+
 // store writes task_info entries with asynchronous JetStream publishes, so
 // that a batch of N writes costs one round trip, not N.
 type store struct {
@@ -49,6 +62,15 @@ func (s *store) put(instanceID, taskID string, r *record) (jetstream.PubAckFutur
 		return nil, err
 	}
 	return s.js.PublishAsync(s.prefix+key(instanceID, taskID), b)
+}
+
+// putChunk starts the write of a map request's sub-tasks as one entry.
+func (s *store) putChunk(instanceID, parent string, tasks []subjects.TaskSpec) (jetstream.PubAckFuture, error) {
+	b, err := msgpack.Marshal(&mappedChunk{Parent: parent, Tasks: tasks})
+	if err != nil {
+		return nil, err
+	}
+	return s.js.PublishAsync(s.prefix+key(instanceID, mapPrefix+tasks[0].TaskID), b)
 }
 
 // putMeta writes the instance's run request synchronously.
@@ -115,6 +137,18 @@ func (s *store) load(ctx context.Context, instanceID string) (*subjects.RunInsta
 	defer func() { _ = w.Stop() }()
 	var meta *subjects.RunInstance
 	recs := map[string]*record{}
+	var chunks []*mappedChunk
+	// Sub-tasks of stored map chunks that have no entry of their own are
+	// waiting; an entry of their own (written when they ended) wins.
+	expand := func() {
+		for _, c := range chunks {
+			for _, t := range c.Tasks {
+				if _, ok := recs[t.TaskID]; !ok {
+					recs[t.TaskID] = &record{Name: t.TaskName, State: subjects.TaskWaiting, Payload: t.Payload}
+				}
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,6 +158,7 @@ func (s *store) load(ctx context.Context, instanceID string) (*subjects.RunInsta
 				return nil, nil, errors.New("task store: watch closed")
 			}
 			if e == nil { // initial values delivered
+				expand()
 				if meta == nil && len(recs) == 0 {
 					return nil, nil, errNoEntries
 				}
@@ -133,6 +168,14 @@ func (s *store) load(ctx context.Context, instanceID string) (*subjects.RunInsta
 				continue
 			}
 			taskID := e.Key()[len(instanceID)+1:]
+			if strings.HasPrefix(taskID, mapPrefix) {
+				var c mappedChunk
+				if err := msgpack.Unmarshal(e.Value(), &c); err != nil {
+					return nil, nil, fmt.Errorf("map chunk %s: corrupt entry: %w", e.Key(), err)
+				}
+				chunks = append(chunks, &c)
+				continue
+			}
 			if taskID == metaTask {
 				var m subjects.RunInstance
 				if err := subjects.Unmarshal(e.Value(), &m); err == nil {
