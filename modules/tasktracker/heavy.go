@@ -329,7 +329,7 @@ func (h *heavy) onReports(msg *nats.Msg, req *subjects.TaskReports) {
 		pt := h.seen(req.WorkerID)
 		pt.full = false
 		var futures []jetstream.PubAckFuture
-		now := time.Now().UnixMilli()
+		var ended []endedTask
 		for _, r := range req.Reports {
 			t := h.tasks[r.TaskID]
 			if t == nil || t.state.Final() || r.Attempt < t.attempt || !r.State.Final() {
@@ -347,10 +347,19 @@ func (h *heavy) onReports(msg *nats.Msg, req *subjects.TaskReports) {
 			}
 			t.worker, t.result, t.payload = req.WorkerID, r.Result, nil
 			h.setState(t, r.State)
-			f, err := h.st.put(h.run.InstanceID, r.TaskID, &record{Name: t.name, State: r.State, Attempt: t.attempt, Worker: req.WorkerID, Result: r.Result, UpdatedMS: now})
-			if err == nil {
-				futures = append(futures, f)
+			ended = append(ended, endedTask{ID: r.TaskID, Name: t.name, State: r.State, Attempt: t.attempt, Worker: req.WorkerID, Result: r.Result})
+		}
+		if len(ended) > 0 {
+			// One durable write for the batch's outcomes.
+			f, err := h.st.putEnded(h.run.InstanceID, ended)
+			if err != nil {
+				h.m.log.Error("record task results", "instance_id", h.run.InstanceID, "err", err)
+				_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeInternal, "record task results: %v", err))
+				h.dispatch()
+				h.checkDone()
+				return
 			}
+			futures = append(futures, f)
 		}
 		h.acks <- ackJob{futures: futures, msg: msg}
 		h.dispatch()

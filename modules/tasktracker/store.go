@@ -35,6 +35,21 @@ const metaTask = "meta"
 // when it ends. Task ids never start with "m." (they are "0…", "b.…").
 const mapPrefix = "m."
 
+// endedPrefix starts the keys of report batches: "<instanceId>.r.<first
+// task id>". The outcomes of one report batch are one entry; a task ends
+// once, so the first id of a batch names it uniquely.
+const endedPrefix = "r."
+
+// endedTask is a task's outcome inside a report batch entry.
+type endedTask struct {
+	ID      string             `msgpack:"id"`
+	Name    string             `msgpack:"name"`
+	State   subjects.TaskState `msgpack:"state"`
+	Attempt int                `msgpack:"attempt"`
+	Worker  string             `msgpack:"worker"`
+	Result  string             `msgpack:"result"`
+}
+
 // mappedChunk is the stored form of one map request.
 type mappedChunk struct {
 	Parent string              `msgpack:"parent"`
@@ -71,6 +86,15 @@ func (s *store) putChunk(instanceID, parent string, tasks []subjects.TaskSpec) (
 		return nil, err
 	}
 	return s.js.PublishAsync(s.prefix+key(instanceID, mapPrefix+tasks[0].TaskID), b)
+}
+
+// putEnded starts the write of a batch of task outcomes as one entry.
+func (s *store) putEnded(instanceID string, ended []endedTask) (jetstream.PubAckFuture, error) {
+	b, err := msgpack.Marshal(ended)
+	if err != nil {
+		return nil, err
+	}
+	return s.js.PublishAsync(s.prefix+key(instanceID, endedPrefix+ended[0].ID), b)
 }
 
 // putMeta writes the instance's run request synchronously.
@@ -138,14 +162,24 @@ func (s *store) load(ctx context.Context, instanceID string) (*subjects.RunInsta
 	var meta *subjects.RunInstance
 	recs := map[string]*record{}
 	var chunks []*mappedChunk
+	var ended [][]endedTask
 	// Sub-tasks of stored map chunks that have no entry of their own are
-	// waiting; an entry of their own (written when they ended) wins.
+	// waiting; outcomes in report batches, and entries of their own
+	// (written when they ended), win.
 	expand := func() {
 		for _, c := range chunks {
 			for _, t := range c.Tasks {
 				if _, ok := recs[t.TaskID]; !ok {
 					recs[t.TaskID] = &record{Name: t.TaskName, State: subjects.TaskWaiting, Payload: t.Payload}
 				}
+			}
+		}
+		for _, batch := range ended {
+			for _, t := range batch {
+				if r, ok := recs[t.ID]; ok && r.State.Final() {
+					continue
+				}
+				recs[t.ID] = &record{Name: t.Name, State: t.State, Attempt: t.Attempt, Worker: t.Worker, Result: t.Result}
 			}
 		}
 	}
@@ -168,6 +202,14 @@ func (s *store) load(ctx context.Context, instanceID string) (*subjects.RunInsta
 				continue
 			}
 			taskID := e.Key()[len(instanceID)+1:]
+			if strings.HasPrefix(taskID, endedPrefix) {
+				var batch []endedTask
+				if err := msgpack.Unmarshal(e.Value(), &batch); err != nil {
+					return nil, nil, fmt.Errorf("report batch %s: corrupt entry: %w", e.Key(), err)
+				}
+				ended = append(ended, batch)
+				continue
+			}
 			if strings.HasPrefix(taskID, mapPrefix) {
 				var c mappedChunk
 				if err := msgpack.Unmarshal(e.Value(), &c); err != nil {
