@@ -118,24 +118,32 @@ func progressPrinter(w io.Writer) func(*jetstream.Instance) {
 	}
 }
 
+// onInstance runs fn with a client and the instance its first argument
+// names.
+func onInstance(fn func(cmd *cobra.Command, c *client.Client, in *jetstream.Instance) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, done, err := newClient(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		in, err := c.Instance(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		return fn(cmd, c, in)
+	}
+}
+
 func instanceShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show INSTANCE_ID",
 		Short: "Show an instance",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, done, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			in, err := c.Instance(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(_ *cobra.Command, _ *client.Client, in *jetstream.Instance) error {
 			printInstance(os.Stdout, in)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -174,22 +182,13 @@ func instanceStopCmd() *cobra.Command {
 		Use:   "stop INSTANCE_ID",
 		Short: "Stop an instance (every task's context is cancelled; it stays STOPPED)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, done, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			in, err := c.Instance(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(cmd *cobra.Command, c *client.Client, in *jetstream.Instance) error {
 			if err := c.Stop(cmd.Context(), in.App, in.ID, reason); err != nil {
 				return err
 			}
 			fmt.Println("stopped", in.ID)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "stopped from the CLI", "why")
 	return cmd

@@ -223,16 +223,7 @@ func instanceRetryCmd() *cobra.Command {
 		Use:   "retry INSTANCE_ID",
 		Short: "Run a finished instance again (a new instance with the same job and parameters)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, done, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			in, err := c.Instance(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(cmd *cobra.Command, c *client.Client, in *jetstream.Instance) error {
 			r, err := c.Retry(cmd.Context(), in.App, in.ID)
 			if err != nil {
 				return err
@@ -242,7 +233,7 @@ func instanceRetryCmd() *cobra.Command {
 				return nil
 			}
 			return waitAndPrint(cmd.Context(), c, r.InstanceID)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the new instance")
 	return cmd
