@@ -56,15 +56,17 @@ func Run(opts fx.Option, startTimeout, stopTimeout time.Duration) error {
 	if err := a.Err(); err != nil {
 		return err
 	}
+	// Signals are caught before starting: a SIGTERM during start-up is
+	// served by a graceful stop once the start returns, not a hard kill.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	err := a.Start(ctx)
 	cancel()
 	if err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	select {
 	case <-sig:
 	case <-a.Wait():
