@@ -60,6 +60,7 @@ type Router struct {
 	subs                                     []*nats.Subscription
 	handled, malformed, unrouted, overloaded atomic.Uint64
 	wg                                       sync.WaitGroup
+	stopMu                                   sync.Mutex
 	stopped                                  chan struct{}
 }
 
@@ -254,6 +255,8 @@ func (r *Router) unsubscribe() {
 // Stop unsubscribes (no new messages), lets queued messages finish until
 // ctx ends, then stops the mailbox goroutines.
 func (r *Router) Stop(ctx context.Context) error {
+	r.stopMu.Lock() // concurrent Stops: one does the work, the others wait for it
+	defer r.stopMu.Unlock()
 	select {
 	case <-r.stopped:
 		return nil
