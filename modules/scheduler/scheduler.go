@@ -94,6 +94,7 @@ type Scheduler struct {
 	clock     Clock
 	fireSlots chan struct{}
 	jobLocks  sync.Map // job id → *sync.Mutex: one frequent start per job at a time
+	coal      coalescer
 
 	mu      sync.Mutex
 	active  map[string]*tracked

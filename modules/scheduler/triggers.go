@@ -283,7 +283,7 @@ func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
 				}
 				return
 			case prepared != nil:
-				at.s.dispatch(at.ctx, prepared, false)
+				at.s.dispatchSoon(prepared) // with every other fire due now, one batch per worker
 				at.advance(js, next)
 			default: // not prepared (max instances reached then, or a failure): decide now
 				at.s.fireSlots <- struct{}{}
