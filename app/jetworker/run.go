@@ -161,7 +161,7 @@ func natsCmd() *cobra.Command {
 
 func appCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "app", Short: "Manage apps"}
-	cmd.AddCommand(&cobra.Command{
+	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Register an app",
 		Args:  cobra.ExactArgs(1),
@@ -177,6 +177,10 @@ func appCmd() *cobra.Command {
 			}
 			a, err := apps.Create(cmd.Context(), args[0], time.Now().UnixMilli())
 			if errors.Is(err, jetstream.ErrExists) {
+				if ifNotExists, _ := cmd.Flags().GetBool("if-not-exists"); ifNotExists {
+					fmt.Printf("app %s exists\n", args[0])
+					return nil
+				}
 				return fmt.Errorf("app %q already exists", args[0])
 			}
 			if err != nil {
@@ -185,7 +189,9 @@ func appCmd() *cobra.Command {
 			fmt.Printf("app %s created, id %d\n", a.Name, a.ID)
 			return nil
 		},
-	}, &cobra.Command{
+	}
+	create.Flags().Bool("if-not-exists", false, "succeed when the app exists already")
+	cmd.AddCommand(create, &cobra.Command{
 		Use:   "list",
 		Short: "List apps",
 		RunE: func(cmd *cobra.Command, _ []string) error {
