@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
@@ -173,25 +175,55 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 }
 
 // List returns records matching keep (a full read: for the CLI and
-// recovery at ownership change, never on a hot path).
+// recovery at ownership change, never on a hot path). The keys come from
+// the stream's subject list and each record is read on its own: a watch's
+// "initial values done" marker can come before a record that is being
+// rewritten at that moment, which would drop it from the list.
 func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Instance, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	prefix := "$KV." + BucketInstances + "."
+	st, err := s.js.Stream(ctx, "KV_"+BucketInstances)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list instances: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	keys := make(chan string)
+	var mu sync.Mutex
 	var out []*Instance
-	for e := range w.Updates() {
-		if e == nil {
-			return out, nil
-		}
-		in, err := decodeInstance(e.Value())
-		if err != nil {
-			continue
-		}
-		if keep(in) {
-			out = append(out, in)
+	var firstErr error
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range keys {
+				in, _, err := s.Get(ctx, k)
+				mu.Lock()
+				switch {
+				case errors.Is(err, ErrNotFound):
+				case err != nil:
+					if firstErr == nil {
+						firstErr = err
+					}
+				case keep(in):
+					out = append(out, in)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for subj := range info.State.Subjects {
+		select {
+		case keys <- strings.TrimPrefix(subj, prefix):
+		case <-ctx.Done():
 		}
 	}
-	return out, nil
+	close(keys)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return out, firstErr
 }

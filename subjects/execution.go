@@ -161,7 +161,12 @@ type StopInstance struct {
 }
 
 // Validate requires the id.
-func (m *StopInstance) Validate() error { return ValidToken(m.InstanceID) }
+func (m *StopInstance) Validate() error {
+	if err := ValidToken(m.InstanceID); err != nil {
+		return fmt.Errorf("instance_id: %w", err)
+	}
+	return nil
+}
 
 // Ack acknowledges a request that has no other answer.
 type Ack struct {
@@ -422,7 +427,18 @@ func (m *MapRequest) Validate() error {
 	if len(m.Tasks) == 0 {
 		return errors.New("tasks: empty")
 	}
-	return ValidToken(m.InstanceID)
+	if err := ValidToken(m.WorkerID); err != nil {
+		return fmt.Errorf("worker_id: %w", err)
+	}
+	for _, t := range m.Tasks {
+		if t.TaskID == "" {
+			return errors.New("tasks: a task has no id")
+		}
+	}
+	if err := ValidToken(m.InstanceID); err != nil {
+		return fmt.Errorf("instance_id: %w", err)
+	}
+	return nil
 }
 
 // PTStatus is a processor tracker's heartbeat to its task tracker.
