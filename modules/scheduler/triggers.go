@@ -40,7 +40,8 @@ type jobState struct {
 	loc    *time.Location
 	period time.Duration
 	stop   func() bool
-	gen    int // bumped on every reschedule: stale timers do nothing
+	gen    int       // bumped on every reschedule: stale timers do nothing
+	since  time.Time // the schedule (re)started here: no gap is filled before it
 	fire   jetstream.FireState
 	loaded bool // fire state read and catch-up done in this ownership
 }
@@ -160,7 +161,11 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 			return
 		}
 		at.catchUp(js)
-		at.scheduleNext(js, at.s.clock.Now())
+		now := at.s.clock.Now()
+		at.mu.Lock()
+		js.since = now
+		at.mu.Unlock()
+		at.scheduleNext(js, now)
 	case subjects.TimeFixedRate, subjects.TimeFixedDelay:
 		if !j.Enabled || (j.EndMS != 0 && at.s.clock.Now().UnixMilli() > j.EndMS) {
 			at.s.stopFrequent(at.ctx, j, "job disabled")
@@ -333,18 +338,45 @@ func (at *appTriggers) fire(js *jobState, t time.Time, note string) {
 
 // recordMissed stores a CANCELED instance for a fire that did not run.
 func (at *appTriggers) recordMissed(js *jobState, t time.Time) {
+	at.createMissed(js, t, "missed: no server owned the app at the scheduled time (misfire policy "+js.job.MisfirePolicy+")")
+	at.advance(js, t)
+}
+
+// createMissed stores a CANCELED record for scheduled time t unless one
+// exists already (ids are per scheduled second).
+func (at *appTriggers) createMissed(js *jobState, t time.Time, note string) {
 	j := js.job
 	rec := &jetstream.Instance{ID: fireID(j.ID, t), App: j.App, JobID: j.ID, Job: j.Spec(0), Params: j.Params,
-		State: subjects.InstanceCanceled, ServerID: at.s.srv.ID(), ExpectedMS: t.UnixMilli(), FinishedMS: at.s.clock.Now().UnixMilli(),
-		Note: "missed: no server owned the app at the scheduled time (misfire policy " + j.MisfirePolicy + ")"}
+		State: subjects.InstanceCanceled, ServerID: at.s.srv.ID(), ExpectedMS: t.UnixMilli(), FinishedMS: at.s.clock.Now().UnixMilli(), Note: note}
 	if _, err := at.s.instances.Create(at.ctx, rec); err != nil && !errors.Is(err, jetstream.ErrExists) {
 		at.s.log.Error("record missed fire", "job_id", j.ID, "err", err)
 	}
-	at.advance(js, t)
+}
+
+// fillGap records as missed every scheduled time after the last recorded
+// fire and before t that has no record (a fire that failed to start, or a
+// reschedule that jumped ahead), so that moving the fire pointer past them
+// never skips one silently. In the usual case there is no gap.
+func (at *appTriggers) fillGap(js *jobState, t time.Time) {
+	at.mu.Lock()
+	last, sched, loc, since := js.fire.LastMS, js.sched, js.loc, js.since
+	at.mu.Unlock()
+	if last == 0 || sched == nil {
+		return
+	}
+	if from := since.UnixMilli(); from > last { // disabled or rescheduled meanwhile: nothing was due before
+		last = from
+	}
+	n := 0
+	for g := sched.Next(time.UnixMilli(last).In(loc)); g.Before(t) && n < maxCatchUp; g = sched.Next(g) {
+		at.createMissed(js, g, "missed: the fire did not start at its time (recorded by the next fire)")
+		n++
+	}
 }
 
 // advance moves the job's durable last-fire time forward by CAS.
 func (at *appTriggers) advance(js *jobState, t time.Time) {
+	at.fillGap(js, t)
 	for range 3 {
 		at.mu.Lock()
 		f := js.fire
