@@ -2,8 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,7 +9,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -34,11 +31,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 	now := time.Now().UnixMilli()
 	alive := s.reg.alive(req.App, s.ttl)
 	reply := &subjects.RunBatchReply{Results: make([]subjects.RunResult, len(req.Runs))}
-	type item struct {
-		i int
-		t *tracked
-	}
-	byWorker := map[string][]item{}
+	byWorker := map[string][]dueItem{}
 	futures := make([]njs.PubAckFuture, 0, len(req.Runs))
 	for i := range req.Runs {
 		r := &req.Runs[i]
@@ -61,7 +54,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		if !rec.State.Final() {
 			t := &tracked{rec: rec}
 			s.follow(t)
-			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], item{i, t})
+			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowed, epoch: 1})
 		}
 	}
 	for _, f := range futures {
@@ -69,61 +62,19 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 			return nil, subjects.Errorf(subjects.CodeInternal, "create instances: %v", err)
 		}
 	}
-	var wg sync.WaitGroup
-	type chunk struct {
-		worker string
-		items  []item
-	}
-	var chunks []chunk
-	for worker, items := range byWorker {
-		for len(items) > 0 {
-			n := subjects.Fit(len(items), subjects.MaxBatch, func(i int) int {
-				r := &req.Runs[items[i].i]
-				return 512 + len(r.Params) + len(r.Job.Params) + 48*len(alive)
-			})
-			chunks = append(chunks, chunk{worker, items[:n]})
-			items = items[n:]
+	s.sendRunBatches(ctx, byWorker, func(_ string, it dueItem, ok bool) {
+		if ok {
+			return // the record names its tracker already; the next report carries the state
 		}
-	}
-	for _, c := range chunks {
-		worker, items := c.worker, c.items
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runs := &subjects.RunInstances{Runs: make([]subjects.RunInstance, len(items))}
-			for k, it := range items {
-				rec := it.t.snapshot()
-				runs.Runs[k] = subjects.RunInstance{ServerID: s.srv.ID(), InstanceID: rec.ID, Job: rec.Job, Params: rec.Params,
-					Workers: others(rec.Workers, worker), Epoch: 1}
+		// Refused or unanswered: one by one, elsewhere.
+		s.apply(it.t, func(r *jetstream.Instance) bool {
+			if r.State.Final() {
+				return false
 			}
-			var res subjects.RunResults
-			var err error
-			// A lost reply must not start instances twice: ask the same
-			// worker again first (it answers Already for what it took).
-			for try := 0; try < 2; try++ {
-				dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
-				err = rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(req.App, worker, subjects.MailboxTaskTracker, subjects.VerbRunBatch), runs, &res)
-				cancel()
-				if !errors.Is(err, rpc.ErrTimeout) {
-					break
-				}
-			}
-			for k, it := range items {
-				if err == nil && k < len(res.Results) && res.Results[k].Error == nil {
-					continue
-				}
-				// Refused or unanswered: one by one, elsewhere.
-				s.apply(it.t, func(r *jetstream.Instance) bool {
-					if r.State.Final() {
-						return false
-					}
-					r.State, r.RunCount = subjects.InstanceWaitingDispatch, 0
-					return true
-				})
-				go s.dispatch(s.ctx, it.t, false)
-			}
-		}()
-	}
-	wg.Wait()
+			r.State, r.RunCount = subjects.InstanceWaitingDispatch, 0
+			return true
+		})
+		go s.dispatch(s.ctx, it.t, false)
+	})
 	return reply, nil
 }

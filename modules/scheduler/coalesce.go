@@ -73,11 +73,39 @@ func (s *Scheduler) dispatchMany(ctx context.Context, ts []*tracked) {
 		t.mu.Unlock()
 		byWorker[allowed[0]] = append(byWorker[allowed[0]], dueItem{t: t, rec: rec, allowed: allowed, epoch: epoch})
 	}
+	s.sendRunBatches(ctx, byWorker, func(worker string, it dueItem, ok bool) {
+		if ok {
+			now := time.Now().UnixMilli()
+			s.apply(it.t, func(r *jetstream.Instance) bool {
+				changed := r.TriggerMS == 0
+				r.TrackerWorker, r.Workers, r.TriggerMS = worker, it.allowed, now
+				if !r.State.Final() && r.State < subjects.InstanceRunning {
+					r.State, changed = subjects.InstanceRunning, true
+				}
+				return changed || !r.State.Final()
+			})
+			return
+		}
+		it.t.mu.Lock() // not run: take the count back, then one by one
+		next := *it.t.rec
+		next.RunCount--
+		it.t.rec = &next
+		it.t.mu.Unlock()
+		go s.dispatch(ctx, it.t, false)
+	})
+}
+
+// sendRunBatches sends each worker's items as run-batch requests (cut by
+// size, one goroutine per request) and calls done for every item with
+// whether that worker took it. A request that times out is sent once more
+// to the same worker first: a lost reply must not start instances twice,
+// and the worker answers Already for what it took.
+func (s *Scheduler) sendRunBatches(ctx context.Context, byWorker map[string][]dueItem, done func(worker string, it dueItem, ok bool)) {
 	var wg sync.WaitGroup
 	for worker, items := range byWorker {
 		for len(items) > 0 {
 			n := subjects.Fit(len(items), subjects.MaxBatch, func(i int) int {
-				return 512 + len(items[i].rec.Params) + 48*len(items[i].allowed)
+				return 512 + len(items[i].rec.Params) + len(items[i].rec.Job.Params) + 48*len(items[i].allowed)
 			})
 			chunk := items[:n]
 			items = items[n:]
@@ -89,35 +117,19 @@ func (s *Scheduler) dispatchMany(ctx context.Context, ts []*tracked) {
 					runs.Runs[k] = subjects.RunInstance{ServerID: s.srv.ID(), InstanceID: it.rec.ID, Job: it.rec.Job, Params: it.rec.Params,
 						Workers: others(it.allowed, worker), Epoch: it.epoch}
 				}
+				subj := subjects.WorkerVerb(chunk[0].rec.App, worker, subjects.MailboxTaskTracker, subjects.VerbRunBatch)
 				var res subjects.RunResults
 				var err error
-				for try := 0; try < 2; try++ { // a lost reply: ask the same worker again first
+				for try := 0; try < 2; try++ {
 					dctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
-					err = rpc.Request(dctx, s.srv.Conn().NC(), subjects.WorkerVerb(chunk[0].rec.App, worker, subjects.MailboxTaskTracker, subjects.VerbRunBatch), runs, &res)
+					err = rpc.Request(dctx, s.srv.Conn().NC(), subj, runs, &res)
 					cancel()
 					if !errors.Is(err, rpc.ErrTimeout) {
 						break
 					}
 				}
-				now := time.Now().UnixMilli()
 				for k, it := range chunk {
-					if err == nil && k < len(res.Results) && res.Results[k].Error == nil {
-						s.apply(it.t, func(r *jetstream.Instance) bool {
-							changed := r.TriggerMS == 0
-							r.TrackerWorker, r.Workers, r.TriggerMS = worker, it.allowed, now
-							if !r.State.Final() && r.State < subjects.InstanceRunning {
-								r.State, changed = subjects.InstanceRunning, true
-							}
-							return changed || !r.State.Final()
-						})
-						continue
-					}
-					it.t.mu.Lock() // not run: take the count back, then one by one
-					next := *it.t.rec
-					next.RunCount--
-					it.t.rec = &next
-					it.t.mu.Unlock()
-					go s.dispatch(ctx, it.t, false)
+					done(worker, it, err == nil && k < len(res.Results) && res.Results[k].Error == nil)
 				}
 			}()
 		}
