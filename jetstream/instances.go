@@ -46,8 +46,9 @@ type Instance struct {
 
 // Instances is the instance store.
 type Instances struct {
-	kv jetstream.KeyValue
-	js jetstream.JetStream
+	kv    jetstream.KeyValue
+	js    jetstream.JetStream
+	cache batchCache
 }
 
 // OpenInstances binds to (or creates) the bucket.
@@ -94,9 +95,20 @@ func (s *Instances) PutAsync(in *Instance) (jetstream.PubAckFuture, error) {
 	return s.CreateAsync(in)
 }
 
-// Get returns a record; ErrNotFound when there is none.
+// Get returns a record; ErrNotFound when there is none. An instance of a
+// batch that has not changed since its creation is read from its batch
+// record, with revision 0.
 func (s *Instances) Get(ctx context.Context, id string) (*Instance, uint64, error) {
 	e, err := s.kv.Get(ctx, id)
+	if errors.Is(mapErr(err), ErrNotFound) {
+		in, berr := s.fromBatch(ctx, id)
+		if berr == nil {
+			return in, 0, nil
+		}
+		if !errors.Is(berr, ErrNotFound) {
+			return nil, 0, fmt.Errorf("instance %s: %w", id, berr)
+		}
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("instance %s: %w", id, mapErr(err))
 	}
@@ -130,7 +142,15 @@ func (s *Instances) Update(ctx context.Context, id string, fn func(*Instance) er
 		if err != nil {
 			return nil, err
 		}
-		if _, err := s.kv.Update(ctx, id, b, rev); err != nil {
+		if rev == 0 { // still in its batch record: the first write of its own key
+			_, err = s.kv.Create(ctx, id, b)
+		} else {
+			_, err = s.kv.Update(ctx, id, b, rev)
+		}
+		if err != nil {
+			if errors.Is(mapErr(err), ErrExists) {
+				continue
+			}
 			if errors.Is(mapErr(err), ErrConflict) {
 				continue
 			}
@@ -152,6 +172,7 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 		return fmt.Errorf("watch instance %s: %w", id, err)
 	}
 	defer func() { _ = w.Stop() }()
+	seen := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -160,9 +181,26 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 			if !ok {
 				return errors.New("watch closed")
 			}
+			if e == nil && !seen {
+				// No record of its own yet: an instance of a batch starts
+				// from its creation record; later writes follow in order.
+				seen = true
+				in, err := s.fromBatch(ctx, id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if !fn(in) {
+					return nil
+				}
+				continue
+			}
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
+			seen = true
 			in, err := decodeInstance(e.Value())
 			if err != nil {
 				return err
@@ -178,7 +216,8 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 // recovery at ownership change, never on a hot path). The keys come from
 // the stream's subject list and each record is read on its own: a watch's
 // "initial values done" marker can come before a record that is being
-// rewritten at that moment, which would drop it from the list.
+// rewritten at that moment, which would drop it from the list. A batch
+// record contributes its instances that have no record of their own.
 func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Instance, error) {
 	prefix := "$KV." + BucketInstances + "."
 	st, err := s.js.Stream(ctx, "KV_"+BucketInstances)
@@ -193,24 +232,53 @@ func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Ins
 	var mu sync.Mutex
 	var out []*Instance
 	var firstErr error
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	add := func(in *Instance) {
+		if keep(in) {
+			mu.Lock()
+			out = append(out, in)
+			mu.Unlock()
+		}
+	}
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for k := range keys {
+				if bid, ok := strings.CutPrefix(k, batchKeyPrefix); ok {
+					b, err := s.batch(ctx, bid)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					for i := range b.Runs {
+						if _, own := info.State.Subjects[prefix+BatchInstanceID(bid, i)]; own {
+							continue // its own record is listed on its own
+						}
+						in, err := b.instance(i)
+						if err != nil {
+							fail(err)
+							continue
+						}
+						add(in)
+					}
+					continue
+				}
 				in, _, err := s.Get(ctx, k)
-				mu.Lock()
 				switch {
 				case errors.Is(err, ErrNotFound):
 				case err != nil:
-					if firstErr == nil {
-						firstErr = err
-					}
-				case keep(in):
-					out = append(out, in)
+					fail(err)
+				default:
+					add(in)
 				}
-				mu.Unlock()
 			}
 		}()
 	}

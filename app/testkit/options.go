@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetworker/jetworker/modules/client"
+	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/scheduler"
@@ -32,31 +33,16 @@ type Options struct {
 // configured by o.Scheduler, registers App, and starts o.Workers workers.
 func NewWith(t testing.TB, o Options) *Stack {
 	t.Helper()
-	s := &Stack{T: t, NATS: natstest.Server(t)}
+	s := &Stack{T: t, NATS: natstest.Server(t), schedCfg: o.Scheduler}
 	s.conn = natstest.Conn(t, s.NATS)
-	srv, err := server.New(server.Config{LeasePeriod: 2 * time.Second, WorkerTTL: 2 * time.Second}, s.conn, natstest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Server = srv
-	cfg := o.Scheduler
-	if cfg.DispatchTimeout == 0 {
-		cfg.DispatchTimeout = time.Second
-	}
-	s.Scheduler = scheduler.New(cfg, srv)
+	s.Server, s.Scheduler = s.startServer(s.conn)
+	srv := s.Server
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
-	})
 	if _, err := srv.Apps().Create(ctx, App, time.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if s.Client, err = client.New(ctx, s.conn.NC(), s.conn.JS()); err != nil {
 		t.Fatal(err)
 	}
@@ -69,4 +55,38 @@ func NewWith(t testing.TB, o Options) *Stack {
 	}
 	s.WaitWorkers(o.Workers)
 	return s
+}
+
+// AddServer starts one more server with a scheduler on its own
+// connection, configured as the stack's first; it is stopped at cleanup
+// unless the test stopped it. Servers share apps: the one holding an
+// app's lease schedules it.
+func (s *Stack) AddServer() (*server.Server, *scheduler.Scheduler) {
+	s.T.Helper()
+	return s.startServer(natstest.Conn(s.T, s.NATS))
+}
+
+func (s *Stack) startServer(conn *natsconn.Conn) (*server.Server, *scheduler.Scheduler) {
+	t := s.T
+	t.Helper()
+	srv, err := server.New(server.Config{LeasePeriod: 2 * time.Second, WorkerTTL: 2 * time.Second}, conn, natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.schedCfg
+	if cfg.DispatchTimeout == 0 {
+		cfg.DispatchTimeout = time.Second
+	}
+	sched := scheduler.New(cfg, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+	})
+	return srv, sched
 }

@@ -33,6 +33,7 @@ type Stack struct {
 	Workers   []*worker.Worker
 	Client    *client.Client
 	conn      *natsconn.Conn
+	schedCfg  scheduler.Config
 }
 
 // WorkerConfig is the fast test configuration of a worker.

@@ -88,6 +88,7 @@ func (s *Scheduler) adopt(ctx context.Context, app string) {
 		s.log.Error("adopt instances", "app", app, "err", err)
 		return
 	}
+	redeliver := map[string][]dueItem{}
 	for _, rec := range list {
 		t, err := s.get(ctx, rec.ID)
 		if err != nil {
@@ -98,7 +99,15 @@ func (s *Scheduler) adopt(ctx context.Context, app string) {
 			go s.dispatch(s.ctx, t, false)
 		case rec.TrackerWorker != "" && !s.reg.isAlive(app, rec.TrackerWorker, s.ttl):
 			go s.failover(t, "task tracker worker "+rec.TrackerWorker+" gone while no server owned the app")
+		case rec.State == subjects.InstanceWaitingWorker:
+			// The old owner may have died before its tracker heard of it:
+			// send it again at the same epoch (the tracker answers Already
+			// for one it has).
+			redeliver[rec.TrackerWorker] = append(redeliver[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: rec.Workers, epoch: rec.Epoch})
 		}
+	}
+	if len(redeliver) > 0 {
+		go s.deliver(s.ctx, redeliver)
 	}
 	if len(list) > 0 {
 		s.log.Info("adopted running instances", "app", app, "count", len(list))
