@@ -77,16 +77,23 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 // dispatched one by one, elsewhere if need be.
 func (s *Scheduler) deliver(ctx context.Context, byWorker map[string][]dueItem) {
 	s.sendRunBatches(ctx, byWorker, func(_ string, it dueItem, ok bool) {
-		if ok {
-			return // the record names its tracker already; the next report carries the state
+		if !ok {
+			s.redispatch(it.t)
 		}
-		s.apply(it.t, func(r *jetstream.Instance) bool {
-			if r.State.Final() {
-				return false
-			}
-			r.State, r.RunCount = subjects.InstanceWaitingDispatch, max(r.RunCount-1, 0)
-			return true
-		})
-		go s.dispatch(s.ctx, it.t, false)
+		// Taken: the record names its tracker already; the next report
+		// carries the state.
 	})
+}
+
+// redispatch takes back an assignment that was not delivered and
+// dispatches the instance one by one (dispatch counts the run again).
+func (s *Scheduler) redispatch(t *tracked) {
+	s.apply(t, func(r *jetstream.Instance) bool {
+		if r.State.Final() || r.State == subjects.InstanceWaitingDispatch {
+			return false
+		}
+		r.State, r.RunCount = subjects.InstanceWaitingDispatch, max(r.RunCount-1, 0)
+		return true
+	})
+	s.dispatch(s.ctx, t, false)
 }

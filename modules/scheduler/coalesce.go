@@ -11,88 +11,117 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
-// coalescer gathers instances due at the same moment (cron fires of many
-// jobs on the same second) and dispatches them as one run-batch per
-// worker: while one batch is in flight, the next ones queue up.
-type coalescer struct {
-	mu      sync.Mutex
-	queue   []*tracked
-	running bool
+// fireWheel runs every cron fire due at one instant from one timer: the
+// fires of many jobs on the same second are collected and sent as one
+// run-batch per worker right at that instant, instead of each job's timer
+// waking on its own and queueing behind the others.
+type fireWheel struct {
+	mu    sync.Mutex
+	slots map[int64]*fireSlot // by due time, Unix ns
 }
 
-// dispatchSoon dispatches t together with whatever else is due now.
-func (s *Scheduler) dispatchSoon(t *tracked) {
-	c := &s.coal
-	c.mu.Lock()
-	c.queue = append(c.queue, t)
-	start := !c.running
-	c.running = true
-	c.mu.Unlock()
-	if start {
-		go s.drainDue()
+type fireSlot struct {
+	entries []*fireEntry
+	live    int
+	stop    func() bool
+}
+
+// fireEntry is one job's fire in a slot. fn runs at the due time and
+// returns the instance to send now (nil for none) and work to do once the
+// slot's instances are on their way (nil for none).
+type fireEntry struct {
+	fn   func() (due *tracked, after func())
+	dead bool // stopped or run; under fireWheel.mu
+}
+
+// at registers fn to run at t and returns its stop function, which
+// reports whether fn was still pending.
+func (s *Scheduler) fireAt(t time.Time, fn func() (*tracked, func())) (stop func() bool) {
+	w := &s.wheel
+	key := t.UnixNano()
+	e := &fireEntry{fn: fn}
+	w.mu.Lock()
+	if w.slots == nil {
+		w.slots = map[int64]*fireSlot{}
 	}
-}
-
-func (s *Scheduler) drainDue() {
-	c := &s.coal
-	for {
-		c.mu.Lock()
-		q := c.queue
-		c.queue = nil
-		if len(q) == 0 {
-			c.running = false
-			c.mu.Unlock()
-			return
+	sl := w.slots[key]
+	if sl == nil {
+		sl = &fireSlot{}
+		w.slots[key] = sl
+		sl.stop = s.clock.AfterFunc(t.Sub(s.clock.Now()), func() { s.fireSlot(key, sl) })
+	}
+	sl.entries = append(sl.entries, e)
+	sl.live++
+	w.mu.Unlock()
+	return func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if e.dead {
+			return false
 		}
-		c.mu.Unlock()
-		s.dispatchMany(s.ctx, q)
+		e.dead = true
+		if sl.live--; sl.live == 0 && w.slots[key] == sl {
+			sl.stop() // nothing left at that instant
+			delete(w.slots, key)
+		}
+		return true
 	}
 }
 
-// dispatchMany sends fresh (not resumed) instances to their best workers,
-// one run-batch per worker; an instance a worker refuses, or whose batch
-// gets no answer, falls back to dispatch one by one.
-func (s *Scheduler) dispatchMany(ctx context.Context, ts []*tracked) {
+// fireSlot runs a slot's live entries, sends their instances together,
+// then runs their follow-up work.
+func (s *Scheduler) fireSlot(key int64, sl *fireSlot) {
+	w := &s.wheel
+	w.mu.Lock()
+	if w.slots[key] == sl {
+		delete(w.slots, key)
+	}
+	var run []*fireEntry
+	for _, e := range sl.entries {
+		if !e.dead {
+			e.dead = true
+			run = append(run, e)
+		}
+	}
+	w.mu.Unlock()
+	var due []*tracked
+	var afters []func()
+	for _, e := range run {
+		d, after := e.fn()
+		if d != nil {
+			due = append(due, d)
+		}
+		if after != nil {
+			afters = append(afters, after)
+		}
+	}
+	if len(due) > 0 {
+		s.sendDue(due)
+	}
+	for _, after := range afters {
+		after()
+	}
+}
+
+// sendDue sends instances prepared ahead of their time. One prepared for
+// a live worker (recorded WAITING_WORKER_RECEIVE) goes to it in a
+// run-batch; one whose worker is gone, or that had none, is dispatched one
+// by one. The sends are not awaited.
+func (s *Scheduler) sendDue(ts []*tracked) {
 	byWorker := map[string][]dueItem{}
 	for _, t := range ts {
 		rec := t.snapshot()
-		if rec.State.Final() {
-			continue
+		switch {
+		case rec.State.Final():
+		case rec.State == subjects.InstanceWaitingWorker && s.reg.isAlive(rec.App, rec.TrackerWorker, s.ttl):
+			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: rec.Workers, epoch: rec.Epoch})
+		default:
+			go s.redispatch(t)
 		}
-		_, allowed, err := choose(s.reg.alive(rec.App, s.ttl), Filter{Selection: rec.Selection, MaxWorkers: rec.Job.MaxWorkers})
-		if err != nil {
-			go s.dispatch(ctx, t, false) // records the reason, or waits out an overload
-			continue
-		}
-		// As in dispatch: count the run and epoch before a worker hears of it.
-		epoch := rec.Epoch + 1
-		t.mu.Lock()
-		next := *t.rec
-		next.Epoch, next.RunCount = max(next.Epoch, epoch), next.RunCount+1
-		t.rec = &next
-		t.mu.Unlock()
-		byWorker[allowed[0]] = append(byWorker[allowed[0]], dueItem{t: t, rec: rec, allowed: allowed, epoch: epoch})
 	}
-	s.sendRunBatches(ctx, byWorker, func(worker string, it dueItem, ok bool) {
-		if ok {
-			now := time.Now().UnixMilli()
-			s.apply(it.t, func(r *jetstream.Instance) bool {
-				changed := r.TriggerMS == 0
-				r.TrackerWorker, r.Workers, r.TriggerMS = worker, it.allowed, now
-				if !r.State.Final() && r.State < subjects.InstanceRunning {
-					r.State, changed = subjects.InstanceRunning, true
-				}
-				return changed || !r.State.Final()
-			})
-			return
-		}
-		it.t.mu.Lock() // not run: take the count back, then one by one
-		next := *it.t.rec
-		next.RunCount--
-		it.t.rec = &next
-		it.t.mu.Unlock()
-		go s.dispatch(ctx, it.t, false)
-	})
+	if len(byWorker) > 0 {
+		go s.deliver(s.ctx, byWorker)
+	}
 }
 
 // sendRunBatches sends each worker's items as run-batch requests (cut by

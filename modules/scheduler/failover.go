@@ -40,6 +40,19 @@ func (s *Scheduler) failover(t *tracked, why string) {
 	if rec.State.Final() || s.owner(rec.App) != nil {
 		return
 	}
+	if rec.State == subjects.InstanceWaitingWorker && rec.ExpectedMS > s.clock.Now().UnixMilli() {
+		// A cron fire assigned ahead of its time and not sent yet: drop
+		// the assignment; at its time it is dispatched to a live worker.
+		s.apply(t, func(r *jetstream.Instance) bool {
+			if r.State != subjects.InstanceWaitingWorker {
+				return false
+			}
+			r.State, r.TrackerWorker, r.Workers, r.RunCount = subjects.InstanceWaitingDispatch, "", nil, max(r.RunCount-1, 0)
+			r.Note = why + " before the fire time; dispatched elsewhere at its time"
+			return true
+		})
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	s.log.Warn("failing over instance", "instance_id", rec.ID, "reason", why, "execute_type", rec.Job.ExecuteType)

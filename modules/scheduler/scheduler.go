@@ -94,7 +94,7 @@ type Scheduler struct {
 	clock     Clock
 	fireSlots chan struct{}
 	jobLocks  sync.Map // job id → *sync.Mutex: one frequent start per job at a time
-	coal      coalescer
+	wheel     fireWheel
 
 	mu      sync.Mutex
 	active  map[string]*tracked
@@ -224,9 +224,13 @@ func (s *Scheduler) RunOnce(ctx context.Context, app string, job subjects.JobSpe
 	return t.snapshot(), nil
 }
 
-// create stores a new WAITING_DISPATCH instance and follows it.
+// create stores a new instance (WAITING_DISPATCH unless the caller
+// assigned it already) and follows it.
 func (s *Scheduler) create(ctx context.Context, rec *jetstream.Instance) (*tracked, error) {
-	rec.State, rec.ServerID = subjects.InstanceWaitingDispatch, s.srv.ID()
+	if rec.State == 0 {
+		rec.State = subjects.InstanceWaitingDispatch
+	}
+	rec.ServerID = s.srv.ID()
 	if _, err := s.instances.Create(ctx, rec); err != nil {
 		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}

@@ -257,9 +257,11 @@ func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
 	}
 	js.gen++
 	gen := js.gen
-	// Two stages: the instance record is created FireLead before the
-	// scheduled time (the create-if-absent that makes a fire happen once),
-	// so at the scheduled time only the dispatch is left to do.
+	// Two stages: FireLead before the scheduled time the instance record
+	// is created (the create-if-absent that makes a fire happen once),
+	// assigned to a worker, and the job's fire pointer moved; at the
+	// scheduled time only the send is left, together with every other
+	// fire due at that instant (fireAt).
 	lead := min(at.s.cfg.FireLead, max(next.Sub(at.s.clock.Now()), 0))
 	js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now())-lead, func() {
 		var prepared *tracked
@@ -267,7 +269,7 @@ func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
 			select {
 			case at.s.fireSlots <- struct{}{}:
 				var err error
-				prepared, err = at.s.prepareFire(at.ctx, js.job, fireID(js.job.ID, next), next.UnixMilli(), js.job.Params, "", false)
+				prepared, err = at.s.prepareFire(at.ctx, js.job, fireID(js.job.ID, next), next.UnixMilli(), js.job.Params)
 				<-at.s.fireSlots
 				if err != nil && !errors.Is(err, jetstream.ErrExists) {
 					at.s.log.Error("prepare cron fire", "job_id", js.job.ID, "scheduled", next, "err", err)
@@ -275,9 +277,14 @@ func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
 			case <-at.ctx.Done():
 				return
 			}
+			if prepared != nil {
+				// The record exists: this second is decided (it runs, or
+				// is recorded canceled if the job changes before then).
+				at.advance(js, next)
+			}
 		}
 		at.mu.Lock()
-		js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now()), func() {
+		js.stop = at.s.fireAt(next, func() (*tracked, func()) {
 			switch {
 			case !at.current(js, gen):
 				if prepared != nil {
@@ -286,16 +293,17 @@ func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
 						return !r.State.Final()
 					})
 				}
-				return
+				return nil, nil
 			case prepared != nil:
-				at.s.dispatchSoon(prepared) // with every other fire due now, one batch per worker
-				at.advance(js, next)
+				return prepared, func() { at.scheduleNext(js, next) }
 			default: // not prepared (max instances reached then, or a failure): decide now
-				at.s.fireSlots <- struct{}{}
-				at.fire(js, next, "")
-				<-at.s.fireSlots
+				return nil, func() {
+					at.s.fireSlots <- struct{}{}
+					at.fire(js, next, "")
+					<-at.s.fireSlots
+					at.scheduleNext(js, next)
+				}
 			}
-			at.scheduleNext(js, next)
 		})
 		at.mu.Unlock()
 	})
@@ -411,7 +419,7 @@ func (at *appTriggers) advance(js *jobState, t time.Time) {
 // fresh id). When the job already has MaxInstances running, the instance
 // is recorded as CANCELED with the reason instead.
 func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string) (*jetstream.Instance, error) {
-	t, rec, err := s.prepare(ctx, j, id, expectedMS, params, note, true)
+	t, rec, err := s.prepare(ctx, j, id, expectedMS, params, note, true, false)
 	if err != nil || t == nil {
 		return rec, err
 	}
@@ -420,16 +428,20 @@ func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, exp
 }
 
 // prepareFire is prepare for a cron fire ahead of its time: it creates the
-// record unless the job is at MaxInstances (then nothing is decided yet).
-func (s *Scheduler) prepareFire(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, allowSkip bool) (*tracked, error) {
-	t, _, err := s.prepare(ctx, j, id, expectedMS, params, note, allowSkip)
+// record unless the job is at MaxInstances (then nothing is decided yet),
+// already assigned to the worker chosen now (WAITING_WORKER_RECEIVE), so
+// that at the fire time only the send is left. With no worker to choose
+// now it stays WAITING_DISPATCH and is dispatched at the fire time.
+func (s *Scheduler) prepareFire(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params string) (*tracked, error) {
+	t, _, err := s.prepare(ctx, j, id, expectedMS, params, "", false, true)
 	return t, err
 }
 
 // prepare creates an instance record of job j and follows it; with the job
 // at MaxInstances it records a CANCELED "skipped" instance instead when
-// allowSkip, and does nothing otherwise.
-func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, allowSkip bool) (*tracked, *jetstream.Instance, error) {
+// allowSkip, and does nothing otherwise. assign picks its tracker now
+// (see prepareFire).
+func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, allowSkip, assign bool) (*tracked, *jetstream.Instance, error) {
 	if id == "" {
 		id = nuid.Next()
 	}
@@ -449,6 +461,12 @@ func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, exp
 			return nil, nil, err
 		}
 		return nil, rec, nil
+	}
+	if assign {
+		if _, allowed, err := choose(s.reg.alive(j.App, s.ttl), Filter{Selection: rec.Selection, MaxWorkers: spec.MaxWorkers}); err == nil {
+			rec.State, rec.TrackerWorker, rec.Workers, rec.Epoch, rec.RunCount = subjects.InstanceWaitingWorker, allowed[0], allowed, 1, 1
+			rec.TriggerMS = expectedMS // sent at its time
+		}
 	}
 	t, err := s.create(ctx, rec)
 	if err != nil {

@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -64,7 +65,7 @@ func cronStack(t *testing.T, start time.Time, procs ...processor.Named) (*testki
 func waitArmed(t *testing.T, clock *scheduler.ManualClock, at ...time.Time) {
 	t.Helper()
 	testkit.Eventually(t, within, func() bool {
-		p := clock.PendingTimers()
+		p := slices.CompactFunc(clock.PendingTimers(), time.Time.Equal) // fires at one instant share a timer
 		if len(p) != len(at) {
 			return false
 		}
@@ -412,4 +413,36 @@ func TestCronMisfire(t *testing.T) {
 			require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
 		})
 	}
+}
+
+// A cron fire is assigned to a worker ahead of its time; when that worker
+// leaves before the fire time, the assignment is dropped and at its time
+// the fire runs once on a live worker.
+func TestCronFireMovesWhenItsWorkerLeavesFirst(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	clock := scheduler.NewManualClock(t0)
+	s := testkit.NewWith(t, testkit.Options{Workers: 2, Processors: []processor.Named{okProc("ok")}, Scheduler: scheduler.Config{Clock: clock}})
+	waitLive(t, s, 2)
+	j := saveJob(t, s, cronJob("moves", "ok", "* * * * * *"))
+	waitArmed(t, clock, t0.Add(time.Second))
+	clock.Advance(time.Second - scheduler.DefaultFireLead) // prepares the fire
+	id := j.ID + "-" + strconv.FormatInt(t0.Add(time.Second).Unix(), 10)
+	in := waitFor(t, s, id, "assigned ahead", func(in *jetstream.Instance) bool {
+		return in.State == subjects.InstanceWaitingWorker && in.TrackerWorker != ""
+	})
+	for _, w := range s.Workers {
+		if w.ID.WorkerID == in.TrackerWorker {
+			require.NoError(t, w.Stop(testCtx(t)))
+		}
+	}
+	waitFor(t, s, id, "assignment dropped", func(in *jetstream.Instance) bool {
+		return in.State == subjects.InstanceWaitingDispatch && in.TrackerWorker == ""
+	})
+	clock.Advance(scheduler.DefaultFireLead)
+	fin := wait(t, s, id)
+	require.Equal(t, subjects.InstanceSucceeded, fin.State, fin.Result)
+	require.NotEqual(t, in.TrackerWorker, fin.TrackerWorker)
+	require.Equal(t, 1, fin.RunCount)
+	require.Contains(t, fin.Note, "dispatched elsewhere")
 }
