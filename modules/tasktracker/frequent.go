@@ -152,23 +152,24 @@ func (f *frequent) runSub(n int64) {
 	} else {
 		f.failed++
 	}
-	f.recent = append(f.recent, sub)
-	if len(f.recent) > keepRecent {
-		f.recent = append(f.recent[:0:0], f.recent[len(f.recent)-keepRecent:]...)
+	if len(f.recent) == keepRecent { // a ring would save the copy; ten items are cheap to shift
+		copy(f.recent, f.recent[1:])
+		f.recent[keepRecent-1] = sub
+	} else {
+		f.recent = append(f.recent, sub)
 	}
 	// A frequent instance reports at most every 5 progress intervals: with
 	// thousands of them, per-run reports would swamp the server; the tracker
 	// answers live queries with the last 10 runs.
-	report := time.Since(f.lastProg) >= 5*f.m.cfg.ProgressInterval
-	if report {
-		f.lastProg = time.Now()
+	if time.Since(f.lastProg) < 5*f.m.cfg.ProgressInterval {
+		f.mu.Unlock()
+		return
 	}
+	f.lastProg = time.Now()
 	st := &subjects.InstanceStatus{InstanceID: f.run.InstanceID, JobID: f.run.Job.JobID, State: subjects.InstanceRunning,
 		Recent: append([]subjects.SubInstance(nil), f.recent...), Counts: f.countsLocked(), Epoch: f.run.Epoch}
 	f.mu.Unlock()
-	if report {
-		f.m.progress(st)
-	}
+	f.m.progress(st)
 }
 
 func (f *frequent) counts() subjects.TaskCounts {
