@@ -133,7 +133,7 @@ func (s *Scheduler) sendRunBatches(ctx context.Context, byWorker map[string][]du
 	var wg sync.WaitGroup
 	for worker, items := range byWorker {
 		for len(items) > 0 {
-			n := subjects.Fit(len(items), subjects.MaxBatch, func(i int) int {
+			n := subjects.Fit(len(items), runBatchMax, func(i int) int {
 				return 512 + len(items[i].rec.Params) + len(items[i].rec.Job.Params) + 48*len(items[i].allowed)
 			})
 			chunk := items[:n]
@@ -173,3 +173,8 @@ type dueItem struct {
 	allowed []string
 	epoch   uint64
 }
+
+// runBatchMax caps a run-batch: a worker handles its task-tracker mailbox
+// one message at a time, so smaller batches let the first instances start
+// while the rest are still being decoded.
+const runBatchMax = 256
