@@ -46,6 +46,9 @@ func TestRunManyAcrossOwnerChange(t *testing.T) {
 		require.Equal(t, live[0], in.TrackerWorker)
 		require.Contains(t, []subjects.InstanceState{subjects.InstanceWaitingWorker, subjects.InstanceRunning}, in.State)
 	}
+	for _, r := range res { // still running after a progress interval: recorded RUNNING
+		waitFor(t, s, r.InstanceID, "RUNNING", func(in *jetstream.Instance) bool { return in.State == subjects.InstanceRunning })
+	}
 	require.Len(t, instancesOf(t, s, job.JobID), len(runs), "listed from the batch record")
 
 	// An instance recorded as assigned to the worker that the worker never

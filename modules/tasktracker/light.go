@@ -37,7 +37,15 @@ func (l *light) kind() kind    { return kindLight }
 func (l *light) epoch() uint64 { return l.run.Epoch }
 
 func (l *light) exec() {
+	// Instances sent ahead in batches are recorded as assigned, not
+	// running; one that is still running after a progress interval says
+	// so once (a short one costs no report).
+	running := time.AfterFunc(l.m.cfg.ProgressInterval, func() {
+		l.m.progress(&subjects.InstanceStatus{InstanceID: l.run.InstanceID, JobID: l.run.Job.JobID, State: subjects.InstanceRunning,
+			Counts: subjects.TaskCounts{Total: 1, Running: 1}, Epoch: l.run.Epoch})
+	})
 	res := runTask(l.ctx, l.m, &l.run, &l.attempt, &l.mu)
+	running.Stop()
 	l.mu.Lock()
 	state := subjects.InstanceSucceeded
 	if !res.Success {
