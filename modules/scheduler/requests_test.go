@@ -244,6 +244,10 @@ func TestNotOwner(t *testing.T) {
 		{subjects.VerbJobRun, &subjects.JobRun{App: other, ID: "j1"}},
 		{subjects.VerbInstRetry, &subjects.StopInstance{InstanceID: done.ID}},
 		{subjects.VerbStopRun, &subjects.StopInstance{InstanceID: running.ID}},
+		// A stale owner must not write over the new owner's records.
+		{subjects.VerbInstanceStatus, &subjects.InstanceStatus{InstanceID: running.ID, WorkerID: "w-elsewhere", State: subjects.InstanceFailed, Epoch: 9, Seq: 9}},
+		{subjects.VerbInstanceStatuses, &subjects.InstanceStatuses{Statuses: []subjects.InstanceStatus{
+			{InstanceID: running.ID, WorkerID: "w-elsewhere", State: subjects.InstanceFailed, Epoch: 9, Seq: 9}}}},
 	} {
 		// Addressed as the app's owner would be, and also through this
 		// server's subject for the test app: the app in the body decides.

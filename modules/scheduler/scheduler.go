@@ -452,12 +452,20 @@ func waitAck(ctx context.Context, f njs.PubAckFuture) error {
 }
 
 // get returns the tracked instance, loading it from KV when this server
-// has not followed it yet (after a failover).
+// has not followed it yet (after a failover). Only the owner of the
+// instance's app follows it: anyone else gets CodeNotOwner, so that a
+// server that lost the app cannot write over the new owner's records.
 func (s *Scheduler) get(ctx context.Context, id string) (*tracked, error) {
 	s.mu.Lock()
 	t, ok := s.active[id]
 	s.mu.Unlock()
 	if ok {
+		t.mu.Lock()
+		app := t.rec.App
+		t.mu.Unlock()
+		if err := s.owner(app); err != nil {
+			return nil, err
+		}
 		return t, nil
 	}
 	rec, _, err := s.instances.Get(ctx, id)
@@ -465,6 +473,9 @@ func (s *Scheduler) get(ctx context.Context, id string) (*tracked, error) {
 		if errors.Is(err, jetstream.ErrNotFound) {
 			return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s not found", id)
 		}
+		return nil, err
+	}
+	if err := s.owner(rec.App); err != nil {
 		return nil, err
 	}
 	t = &tracked{rec: rec}
@@ -510,6 +521,9 @@ func (s *Scheduler) handleStatuses(ctx context.Context, msg *nats.Msg) (subjects
 	for i := range req.Statuses {
 		st := &req.Statuses[i]
 		t, err := s.get(ctx, st.InstanceID)
+		if errors.Is(err, &subjects.Error{Code: subjects.CodeNotOwner}) {
+			return nil, err // the worker asks the new owner
+		}
 		if err != nil {
 			s.log.Warn("status for an unknown instance", "instance_id", st.InstanceID, "err", err)
 			continue

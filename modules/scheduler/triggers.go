@@ -65,10 +65,41 @@ func (s *Scheduler) Lost(app string) {
 	s.mu.Lock()
 	at := s.apps[app]
 	delete(s.apps, app)
+	all := make([]*tracked, 0, len(s.active))
+	for _, t := range s.active {
+		all = append(all, t)
+	}
 	s.mu.Unlock()
 	if at != nil {
 		at.stopAll()
 	}
+	// Stop following the app's instances: the new owner follows them from
+	// storage, and a later takeover by this server reads them afresh
+	// instead of trusting copies that went stale meanwhile. (t.mu after
+	// s.mu, never nested: apply takes them in the other order.)
+	type lostOne struct {
+		t       *tracked
+		id, job string
+	}
+	var lost []lostOne
+	for _, t := range all {
+		t.mu.Lock()
+		if t.rec.App == app {
+			lost = append(lost, lostOne{t, t.rec.ID, t.rec.JobID})
+		}
+		t.mu.Unlock()
+	}
+	s.mu.Lock()
+	for _, l := range lost {
+		t, id, job := l.t, l.id, l.job
+		if s.active[id] == t {
+			delete(s.active, id)
+			if s.running[job]--; s.running[job] <= 0 {
+				delete(s.running, job)
+			}
+		}
+	}
+	s.mu.Unlock()
 }
 
 func (at *appTriggers) stopAll() {
