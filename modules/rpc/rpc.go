@@ -130,6 +130,12 @@ func Backoff(n int, maxDelay time.Duration) time.Duration {
 // ends, or at once on a typed error whose code is in stopOn. perTry bounds
 // each try.
 func UntilAcked(ctx context.Context, nc *nats.Conn, target func() string, req, reply subjects.Message, perTry time.Duration, stopOn ...subjects.Code) error {
+	return UntilAckedNotify(ctx, nc, target, req, reply, perTry, nil, stopOn...)
+}
+
+// UntilAckedNotify is UntilAcked calling failed (when not nil) with the
+// error of every failed try, e.g. to look for a moved receiver at once.
+func UntilAckedNotify(ctx context.Context, nc *nats.Conn, target func() string, req, reply subjects.Message, perTry time.Duration, failed func(error), stopOn ...subjects.Code) error {
 	for n := 0; ; n++ {
 		subj := target()
 		var err error
@@ -142,6 +148,9 @@ func UntilAcked(ctx context.Context, nc *nats.Conn, target func() string, req, r
 		}
 		if err == nil {
 			return nil
+		}
+		if failed != nil {
+			failed(err)
 		}
 		var typed *subjects.Error
 		if errors.As(err, &typed) {

@@ -53,6 +53,10 @@ const (
 // Manager holds this worker's task trackers and serves the task-tracker
 // mailbox.
 type Manager struct {
+	// OnNotOwner, when set before Start, is called when a server answers a
+	// final status with not_owner (the worker asks discovery again).
+	OnNotOwner func()
+
 	cfg    Config
 	id     *identity.Identity
 	conn   *natsconn.Conn
@@ -431,7 +435,7 @@ func (m *Manager) sendFinals(batch []final) {
 	for i, f := range batch {
 		req.Statuses[i] = *f.st
 	}
-	err := rpc.UntilAcked(m.ctx, m.conn.NC(), target, req, &subjects.Ack{}, 5*time.Second, subjects.CodeBadRequest)
+	err := rpc.UntilAckedNotify(m.ctx, m.conn.NC(), target, req, &subjects.Ack{}, 5*time.Second, m.notOwner, subjects.CodeBadRequest)
 	for _, f := range batch {
 		if err != nil {
 			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", f.st.InstanceID, "state", f.st.State, "err", err)
@@ -444,6 +448,14 @@ func (m *Manager) sendFinals(batch []final) {
 			}
 		}
 		m.forget(f.st.InstanceID)
+	}
+}
+
+// notOwner asks discovery for the current owner when a server answered
+// that it no longer owns the app (OnNotOwner, set by the worker).
+func (m *Manager) notOwner(err error) {
+	if m.OnNotOwner != nil && errors.Is(err, &subjects.Error{Code: subjects.CodeNotOwner}) {
+		m.OnNotOwner()
 	}
 }
 

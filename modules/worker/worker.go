@@ -127,6 +127,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	if w.Trackers, err = tasktracker.New(cfg.TaskTracker, id, conn, loader, w.Logs, w.Discovery.Current, func() njs.KeyValue { return w.Tasks }, log); err != nil {
 		return nil, err
 	}
+	w.Trackers.OnNotOwner = w.Discovery.Refresh
 	w.Discovery.AddListener(w.Trackers)
 	w.routes = append(w.routes, w.Trackers.Routes()...)
 	w.routes = append(w.routes, w.Executors.Routes()...)
