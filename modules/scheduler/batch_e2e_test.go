@@ -74,7 +74,7 @@ func TestRunManyAcrossOwnerChange(t *testing.T) {
 	close(gate)
 	for _, r := range res {
 		in := wait(t, s, r.InstanceID)
-		require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+		require.Equal(t, subjects.InstanceSucceeded, in.State, "result %q, note %q, tracker %s", in.Result, in.Note, in.TrackerWorker)
 	}
 	in := wait(t, s, orphan.ID)
 	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
