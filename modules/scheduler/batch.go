@@ -14,8 +14,9 @@ import (
 // request. Each instance is created already assigned to its tracker
 // (WAITING_WORKER_RECEIVE), the creation records are written as batch
 // records (one per request unless it is too large) and awaited, then the
-// instances go to their workers in one batch per worker. A worker that refuses or does not answer makes those
-// instances fall back to the one-by-one dispatch. RUNNING is not written:
+// instances go to their workers in one batch per worker. A worker that
+// refuses or does not answer makes those instances fall back to the
+// one-by-one dispatch. RUNNING is not written:
 // the next report (progress or final) carries the state, so a light
 // instance costs one durable write of its own (its end) and a share of
 // its batch's.
@@ -88,12 +89,22 @@ func (s *Scheduler) deliver(ctx context.Context, byWorker map[string][]dueItem) 
 // redispatch takes back an assignment that was not delivered and
 // dispatches the instance one by one (dispatch counts the run again).
 func (s *Scheduler) redispatch(t *tracked) {
+	s.unassign(t, "")
+	s.dispatch(s.ctx, t, false)
+}
+
+// unassign takes back an instance's assignment to a tracker that never
+// received it (WAITING_WORKER_RECEIVE → WAITING_DISPATCH, the run not
+// counted); note, when set, says why.
+func (s *Scheduler) unassign(t *tracked, note string) {
 	s.apply(t, func(r *jetstream.Instance) bool {
-		if r.State.Final() || r.State == subjects.InstanceWaitingDispatch {
+		if r.State != subjects.InstanceWaitingWorker {
 			return false
 		}
-		r.State, r.RunCount = subjects.InstanceWaitingDispatch, max(r.RunCount-1, 0)
+		r.State, r.TrackerWorker, r.Workers, r.RunCount = subjects.InstanceWaitingDispatch, "", nil, max(r.RunCount-1, 0)
+		if note != "" {
+			r.Note = note
+		}
 		return true
 	})
-	s.dispatch(s.ctx, t, false)
 }

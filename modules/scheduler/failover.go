@@ -11,21 +11,8 @@ import (
 // workerGone is called when a worker leaves the registry (its heartbeats
 // stopped for the worker TTL). Every instance it was tracking fails over.
 func (s *Scheduler) workerGone(app, workerID string) {
-	s.mu.Lock()
-	all := make([]*tracked, 0, len(s.active))
-	for _, t := range s.active {
-		all = append(all, t)
-	}
-	s.mu.Unlock()
-	// t.rec is read under t.mu, taken after s.mu is released: apply takes
-	// t.mu then s.mu, so the other order would deadlock.
-	for _, t := range all {
-		t.mu.Lock()
-		lost := t.rec.App == app && t.rec.TrackerWorker == workerID
-		t.mu.Unlock()
-		if lost {
-			go s.failover(t, "task tracker worker "+workerID+" lost")
-		}
+	for _, t := range s.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
+		go s.failover(t, "task tracker worker "+workerID+" lost")
 	}
 }
 
@@ -43,14 +30,7 @@ func (s *Scheduler) failover(t *tracked, why string) {
 	if rec.State == subjects.InstanceWaitingWorker && rec.ExpectedMS > s.clock.Now().UnixMilli() {
 		// A cron fire assigned ahead of its time and not sent yet: drop
 		// the assignment; at its time it is dispatched to a live worker.
-		s.apply(t, func(r *jetstream.Instance) bool {
-			if r.State != subjects.InstanceWaitingWorker {
-				return false
-			}
-			r.State, r.TrackerWorker, r.Workers, r.RunCount = subjects.InstanceWaitingDispatch, "", nil, max(r.RunCount-1, 0)
-			r.Note = why + " before the fire time; dispatched elsewhere at its time"
-			return true
-		})
+		s.unassign(t, why+" before the fire time; dispatched elsewhere at its time")
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)

@@ -250,6 +250,40 @@ func (s *Scheduler) follow(t *tracked) {
 	s.running[t.rec.JobID]++
 }
 
+// unfollow removes an instance from the active set.
+func (s *Scheduler) unfollow(id, jobID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.active[id]; ok {
+		delete(s.active, id)
+		if s.running[jobID]--; s.running[jobID] <= 0 {
+			delete(s.running, jobID)
+		}
+	}
+}
+
+// activeWhere returns the followed instances whose record satisfies keep.
+// Each record is read under its own lock, taken after s.mu is released:
+// apply takes t.mu then s.mu, so the other order would deadlock.
+func (s *Scheduler) activeWhere(keep func(*jetstream.Instance) bool) []*tracked {
+	s.mu.Lock()
+	all := make([]*tracked, 0, len(s.active))
+	for _, t := range s.active {
+		all = append(all, t)
+	}
+	s.mu.Unlock()
+	out := all[:0]
+	for _, t := range all {
+		t.mu.Lock()
+		ok := keep(t.rec)
+		t.mu.Unlock()
+		if ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // runningOf counts a job's active instances.
 func (s *Scheduler) runningOf(jobID string) int {
 	s.mu.Lock()
@@ -424,14 +458,7 @@ func (s *Scheduler) apply(t *tracked, fn func(*jetstream.Instance) bool) (njs.Pu
 // finalized drops a final instance from the active set and lets its job
 // react (a frequent job starts again).
 func (s *Scheduler) finalized(rec *jetstream.Instance) {
-	s.mu.Lock()
-	if _, ok := s.active[rec.ID]; ok {
-		delete(s.active, rec.ID)
-		if s.running[rec.JobID]--; s.running[rec.JobID] <= 0 {
-			delete(s.running, rec.JobID)
-		}
-	}
-	s.mu.Unlock()
+	s.unfollow(rec.ID, rec.JobID)
 	if rec.Job.TimeType.Frequent() {
 		go s.restartFrequent(rec)
 	}

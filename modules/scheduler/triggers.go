@@ -65,41 +65,17 @@ func (s *Scheduler) Lost(app string) {
 	s.mu.Lock()
 	at := s.apps[app]
 	delete(s.apps, app)
-	all := make([]*tracked, 0, len(s.active))
-	for _, t := range s.active {
-		all = append(all, t)
-	}
 	s.mu.Unlock()
 	if at != nil {
 		at.stopAll()
 	}
 	// Stop following the app's instances: the new owner follows them from
 	// storage, and a later takeover by this server reads them afresh
-	// instead of trusting copies that went stale meanwhile. (t.mu after
-	// s.mu, never nested: apply takes them in the other order.)
-	type lostOne struct {
-		t       *tracked
-		id, job string
+	// instead of trusting copies that went stale meanwhile.
+	for _, t := range s.activeWhere(func(r *jetstream.Instance) bool { return r.App == app }) {
+		rec := t.snapshot()
+		s.unfollow(rec.ID, rec.JobID)
 	}
-	var lost []lostOne
-	for _, t := range all {
-		t.mu.Lock()
-		if t.rec.App == app {
-			lost = append(lost, lostOne{t, t.rec.ID, t.rec.JobID})
-		}
-		t.mu.Unlock()
-	}
-	s.mu.Lock()
-	for _, l := range lost {
-		t, id, job := l.t, l.id, l.job
-		if s.active[id] == t {
-			delete(s.active, id)
-			if s.running[job]--; s.running[job] <= 0 {
-				delete(s.running, job)
-			}
-		}
-	}
-	s.mu.Unlock()
 }
 
 func (at *appTriggers) stopAll() {
@@ -450,7 +426,7 @@ func (at *appTriggers) advance(js *jobState, t time.Time) {
 // fresh id). When the job already has MaxInstances running, the instance
 // is recorded as CANCELED with the reason instead.
 func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string) (*jetstream.Instance, error) {
-	t, rec, err := s.prepare(ctx, j, id, expectedMS, params, note, true, false)
+	t, rec, err := s.prepare(ctx, j, id, expectedMS, params, note, false)
 	if err != nil || t == nil {
 		return rec, err
 	}
@@ -464,15 +440,15 @@ func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, exp
 // that at the fire time only the send is left. With no worker to choose
 // now it stays WAITING_DISPATCH and is dispatched at the fire time.
 func (s *Scheduler) prepareFire(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params string) (*tracked, error) {
-	t, _, err := s.prepare(ctx, j, id, expectedMS, params, "", false, true)
+	t, _, err := s.prepare(ctx, j, id, expectedMS, params, "", true)
 	return t, err
 }
 
-// prepare creates an instance record of job j and follows it; with the job
-// at MaxInstances it records a CANCELED "skipped" instance instead when
-// allowSkip, and does nothing otherwise. assign picks its tracker now
-// (see prepareFire).
-func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, allowSkip, assign bool) (*tracked, *jetstream.Instance, error) {
+// prepare creates an instance record of job j and follows it. With the
+// job at MaxInstances it records a CANCELED "skipped" instance instead,
+// unless ahead (a cron fire prepared before its time, see prepareFire):
+// then it does nothing, and otherwise picks the tracker now.
+func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, ahead bool) (*tracked, *jetstream.Instance, error) {
 	if id == "" {
 		id = nuid.Next()
 	}
@@ -483,7 +459,7 @@ func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, exp
 	rec := &jetstream.Instance{ID: id, App: j.App, JobID: j.ID, Job: spec, Params: params, Selection: j.Selection,
 		InstanceRetries: j.InstanceRetries, ExpectedMS: expectedMS, Note: note}
 	if n := s.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances && !j.TimeType.Frequent() {
-		if !allowSkip {
+		if ahead {
 			return nil, nil, nil
 		}
 		rec.State, rec.FinishedMS = subjects.InstanceCanceled, time.Now().UnixMilli()
@@ -493,7 +469,7 @@ func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, exp
 		}
 		return nil, rec, nil
 	}
-	if assign {
+	if ahead {
 		if _, allowed, err := choose(s.reg.alive(j.App, s.ttl), Filter{Selection: rec.Selection, MaxWorkers: spec.MaxWorkers}); err == nil {
 			rec.State, rec.TrackerWorker, rec.Workers, rec.Epoch, rec.RunCount = subjects.InstanceWaitingWorker, allowed[0], allowed, 1, 1
 			rec.TriggerMS = expectedMS // sent at its time
