@@ -64,7 +64,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		reply.Results[i] = subjects.RunResult{InstanceID: rec.ID, TrackerWorker: rec.TrackerWorker}
 		if !rec.State.Final() {
 			t := &tracked{rec: rec}
-			s.follow(t)
+			t = s.inst.follow(t)
 			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowedOf[i], epoch: 1})
 		}
 	}

@@ -35,4 +35,4 @@ func (s *Scheduler) LiveWorkers(app string) []string {
 }
 
 // RunningOf counts the job's instances the scheduler follows as active.
-func (s *Scheduler) RunningOf(jobID string) int { return s.runningOf(jobID) }
+func (s *Scheduler) RunningOf(jobID string) int { return s.inst.runningOf(jobID) }

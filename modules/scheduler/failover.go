@@ -11,7 +11,7 @@ import (
 // workerGone is called when a worker leaves the registry (its heartbeats
 // stopped for the worker TTL). Every instance it was tracking fails over.
 func (s *Scheduler) workerGone(app, workerID string) {
-	for _, t := range s.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
+	for _, t := range s.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
 		go s.failover(t, "task tracker worker "+workerID+" lost")
 	}
 }

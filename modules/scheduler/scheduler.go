@@ -5,6 +5,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,22 +67,6 @@ func (c *Config) fill() {
 	}
 }
 
-// tracked is an instance this server follows; mu serialises its updates so
-// that state only moves forward.
-type tracked struct {
-	mu    sync.Mutex
-	rec   *jetstream.Instance
-	waits int // dispatch attempts refused for load
-}
-
-// snapshot copies the record.
-func (t *tracked) snapshot() *jetstream.Instance {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cp := *t.rec
-	return &cp
-}
-
 // Scheduler is the server plugin.
 type Scheduler struct {
 	cfg       Config
@@ -96,10 +81,10 @@ type Scheduler struct {
 	jobLocks  sync.Map // job id → *sync.Mutex: one frequent start per job at a time
 	wheel     fireWheel
 
-	mu      sync.Mutex
-	active  map[string]*tracked
-	running map[string]int // active instances per job id
-	apps    map[string]*appTriggers
+	inst      *instanceTracker // the only writer of instance records
+
+	mu   sync.Mutex
+	apps map[string]*appTriggers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -109,7 +94,7 @@ type Scheduler struct {
 // New builds the plugin and registers it on srv.
 func New(cfg Config, srv *server.Server) *Scheduler {
 	cfg.fill()
-	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(), active: map[string]*tracked{}, running: map[string]int{},
+	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(),
 		apps: map[string]*appTriggers{}, clock: cfg.Clock, fireSlots: make(chan struct{}, cfg.FireConcurrency)}
 	s.reg.gone = s.workerGone
 	srv.AddPlugin(s)
@@ -128,6 +113,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	if s.instances, err = jetstream.OpenInstances(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
+	s.inst = newInstanceTracker(s.instances, s.log, s.finalized)
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
@@ -235,60 +221,8 @@ func (s *Scheduler) create(ctx context.Context, rec *jetstream.Instance) (*track
 		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}
 	t := &tracked{rec: rec}
-	s.follow(t)
+	t = s.inst.follow(t)
 	return t, nil
-}
-
-// follow adds a non-final instance to the active set.
-func (s *Scheduler) follow(t *tracked) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.active[t.rec.ID]; ok {
-		return
-	}
-	s.active[t.rec.ID] = t
-	s.running[t.rec.JobID]++
-}
-
-// unfollow removes an instance from the active set.
-func (s *Scheduler) unfollow(id, jobID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.active[id]; ok {
-		delete(s.active, id)
-		if s.running[jobID]--; s.running[jobID] <= 0 {
-			delete(s.running, jobID)
-		}
-	}
-}
-
-// activeWhere returns the followed instances whose record satisfies keep.
-// Each record is read under its own lock, taken after s.mu is released:
-// apply takes t.mu then s.mu, so the other order would deadlock.
-func (s *Scheduler) activeWhere(keep func(*jetstream.Instance) bool) []*tracked {
-	s.mu.Lock()
-	all := make([]*tracked, 0, len(s.active))
-	for _, t := range s.active {
-		all = append(all, t)
-	}
-	s.mu.Unlock()
-	out := all[:0]
-	for _, t := range all {
-		t.mu.Lock()
-		ok := keep(t.rec)
-		t.mu.Unlock()
-		if ok {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// runningOf counts a job's active instances.
-func (s *Scheduler) runningOf(jobID string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.running[jobID]
 }
 
 // dispatch sends the instance to the best worker that accepts it, trying
@@ -311,7 +245,7 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 		t.mu.Lock()
 		if !t.rec.State.Final() {
 			next := *t.rec
-			next.Epoch = max(next.Epoch, epoch)
+			moveEpoch(&next, epoch)
 			if !resume {
 				next.RunCount++
 				counted = true
@@ -355,15 +289,21 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 			// the instance's later writes (apply holds its lock).
 			s.apply(t, func(r *jetstream.Instance) bool {
 				if r.State.Final() { // it finished before this write: keep the state, fill in who ran it
-					changed := r.TriggerMS == 0
-					r.TrackerWorker, r.TriggerMS = tracker, time.Now().UnixMilli()
-					return changed
+					if r.TriggerMS != 0 && r.TrackerWorker != "" {
+						return false
+					}
+					r.TrackerWorker = cmp.Or(r.TrackerWorker, tracker)
+					r.TriggerMS = cmp.Or(r.TriggerMS, time.Now().UnixMilli())
+					return true
 				}
 				if r.State < subjects.InstanceRunning {
 					r.State = subjects.InstanceRunning
 				}
-				r.TrackerWorker, r.Workers, r.Epoch = tracker, allowed, max(r.Epoch, epoch)
-				r.TriggerMS = time.Now().UnixMilli()
+				r.TrackerWorker, r.Workers = tracker, allowed
+				moveEpoch(r, epoch)
+				if !resume || r.TriggerMS == 0 { // a resume keeps the time the run was triggered
+					r.TriggerMS = time.Now().UnixMilli()
+				}
 				return true
 			})
 			return true
@@ -412,6 +352,16 @@ func (s *Scheduler) dispatch(ctx context.Context, t *tracked, resume bool) bool 
 	return false
 }
 
+// moveEpoch moves a record to a newer tracker generation. Report
+// sequence numbers count per generation, so the newest one applied starts
+// again from zero: a resumed tracker numbers its reports from 1, and they
+// must not be ignored as older than its predecessor's (finding 6).
+func moveEpoch(r *jetstream.Instance, epoch uint64) {
+	if epoch > r.Epoch {
+		r.Epoch, r.LastSeq = epoch, 0
+	}
+}
+
 func others(all []string, not string) []string {
 	out := make([]string, 0, len(all))
 	for _, w := range all {
@@ -422,59 +372,21 @@ func others(all []string, not string) []string {
 	return out
 }
 
-// update applies fn under the instance's lock and writes the record when
-// fn says it changed, waiting for the write.
+// update and apply move an instance record on through the instance
+// tracker (see instanceTracker.apply).
 func (s *Scheduler) update(t *tracked, fn func(*jetstream.Instance) bool) error {
-	f, err := s.apply(t, fn)
-	if err != nil || f == nil {
-		return err
-	}
-	return waitAck(s.ctx, f)
+	return s.inst.update(s.ctx, t, fn)
 }
 
-// apply is update without the wait: the write starts under the instance's
-// lock (so writes of one instance reach the stream in the order they were
-// applied) and its future is returned (nil when nothing changed). A final
-// instance leaves the active set.
 func (s *Scheduler) apply(t *tracked, fn func(*jetstream.Instance) bool) (njs.PubAckFuture, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	next := *t.rec
-	if !fn(&next) {
-		return nil, nil
-	}
-	f, err := s.instances.PutAsync(&next)
-	if err != nil {
-		s.log.Error("write instance", "instance_id", next.ID, "err", err)
-		return nil, err
-	}
-	t.rec = &next
-	if next.State.Final() {
-		s.finalized(&next)
-	}
-	return f, nil
+	return s.inst.apply(t, fn)
 }
 
-// finalized drops a final instance from the active set and lets its job
-// react (a frequent job starts again).
+// finalized lets an instance's job react to its end (a frequent job
+// starts again); the instance tracker calls it once per instance.
 func (s *Scheduler) finalized(rec *jetstream.Instance) {
-	s.unfollow(rec.ID, rec.JobID)
 	if rec.Job.TimeType.Frequent() {
 		go s.restartFrequent(rec)
-	}
-}
-
-// waitAck waits for a JetStream publish acknowledgement.
-func waitAck(ctx context.Context, f njs.PubAckFuture) error {
-	select {
-	case <-f.Ok():
-		return nil
-	case err := <-f.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(10 * time.Second):
-		return errors.New("scheduler: write not acknowledged in 10s")
 	}
 }
 
@@ -483,37 +395,21 @@ func waitAck(ctx context.Context, f njs.PubAckFuture) error {
 // instance's app follows it: anyone else gets CodeNotOwner, so that a
 // server that lost the app cannot write over the new owner's records.
 func (s *Scheduler) get(ctx context.Context, id string) (*tracked, error) {
-	s.mu.Lock()
-	t, ok := s.active[id]
-	s.mu.Unlock()
-	if ok {
-		t.mu.Lock()
-		app := t.rec.App
-		t.mu.Unlock()
-		if err := s.owner(app); err != nil {
-			return nil, err
-		}
-		return t, nil
-	}
-	rec, _, err := s.instances.Get(ctx, id)
+	t, err := s.inst.load(ctx, id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNotFound) {
 			return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s not found", id)
 		}
 		return nil, err
 	}
-	if err := s.owner(rec.App); err != nil {
-		return nil, err
-	}
-	t = &tracked{rec: rec}
-	if !rec.State.Final() {
-		s.mu.Lock()
-		prev, ok := s.active[id]
-		s.mu.Unlock()
-		if ok {
-			return prev, nil
+	t.mu.Lock()
+	app, jobID, final := t.rec.App, t.rec.JobID, t.rec.State.Final()
+	t.mu.Unlock()
+	if err := s.owner(app); err != nil {
+		if !final {
+			s.inst.unfollow(id, jobID) // only the owner follows an app's instances
 		}
-		s.follow(t)
+		return nil, err
 	}
 	return t, nil
 }
@@ -581,6 +477,7 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus) (njs.Pu
 			// Instance retry (PowerJob's instanceRetryNum): run it again.
 			retry = true
 			r.State, r.Counts = subjects.InstanceWaitingDispatch, subjects.TaskCounts{}
+			moveEpoch(r, max(r.Epoch, st.Epoch)+1) // the failed run's late reports are now stale
 			r.Note = fmt.Sprintf("run %d failed (%s); retrying (%d of %d)", r.RunCount, st.Result, r.RunCount, r.InstanceRetries)
 			return true
 		}
@@ -590,7 +487,8 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus) (njs.Pu
 		if !st.State.Final() && st.Epoch == r.Epoch && st.Seq <= r.LastSeq {
 			return false
 		}
-		r.State, r.Counts, r.LastSeq, r.Epoch = st.State, st.Counts, st.Seq, max(r.Epoch, st.Epoch)
+		moveEpoch(r, st.Epoch)
+		r.State, r.Counts, r.LastSeq = st.State, st.Counts, st.Seq
 		if r.TrackerWorker == "" {
 			r.TrackerWorker = st.WorkerID
 		}

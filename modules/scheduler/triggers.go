@@ -72,9 +72,9 @@ func (s *Scheduler) Lost(app string) {
 	// Stop following the app's instances: the new owner follows them from
 	// storage, and a later takeover by this server reads them afresh
 	// instead of trusting copies that went stale meanwhile.
-	for _, t := range s.activeWhere(func(r *jetstream.Instance) bool { return r.App == app }) {
+	for _, t := range s.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app }) {
 		rec := t.snapshot()
-		s.unfollow(rec.ID, rec.JobID)
+		s.inst.unfollow(rec.ID, rec.JobID)
 	}
 }
 
@@ -458,11 +458,11 @@ func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, exp
 	}
 	rec := &jetstream.Instance{ID: id, App: j.App, JobID: j.ID, Job: spec, Params: params, Selection: j.Selection,
 		InstanceRetries: j.InstanceRetries, ExpectedMS: expectedMS, Note: note}
-	if n := s.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances && !j.TimeType.Frequent() {
+	if n := s.inst.runningOf(j.ID); j.MaxInstances > 0 && n >= j.MaxInstances && !j.TimeType.Frequent() {
 		if ahead {
 			return nil, nil, nil
 		}
-		rec.State, rec.FinishedMS = subjects.InstanceCanceled, time.Now().UnixMilli()
+		rec.State, rec.FinishedMS, rec.ServerID = subjects.InstanceCanceled, time.Now().UnixMilli(), s.srv.ID()
 		rec.Note = fmt.Sprintf("skipped: %d instances of the job running, max_instances %d", n, j.MaxInstances)
 		if _, err := s.instances.Create(ctx, rec); err != nil {
 			return nil, nil, err
