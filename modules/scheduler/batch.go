@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,9 +39,12 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		rec := &jetstream.Instance{App: req.App, JobID: r.Job.JobID, Job: r.Job, Params: r.Params, Selection: r.Selection,
 			ServerID: s.srv.ID(), ExpectedMS: now}
 		_, allowed, err := choose(alive, Filter{Selection: r.Selection, MaxWorkers: r.Job.MaxWorkers})
-		if err != nil {
+		switch {
+		case errors.Is(err, &subjects.Error{Code: subjects.CodeOverloaded}):
+			rec.State, rec.Note = subjects.InstanceWaitingDispatch, "waiting: "+err.Error() // dispatched one by one as workers free up
+		case err != nil:
 			rec.State, rec.Result, rec.FinishedMS = subjects.InstanceFailed, err.Error(), now
-		} else {
+		default:
 			rec.State, rec.TrackerWorker, rec.Workers, rec.TriggerMS = subjects.InstanceWaitingWorker, allowed[0], allowed, now
 			rec.Epoch, rec.RunCount = 1, 1
 		}
@@ -62,9 +66,12 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 	byWorker := map[string][]dueItem{}
 	for i, rec := range recs {
 		reply.Results[i] = subjects.RunResult{InstanceID: rec.ID, TrackerWorker: rec.TrackerWorker}
-		if !rec.State.Final() {
-			t := &tracked{rec: rec}
-			t = s.inst.follow(t)
+		switch {
+		case rec.State == subjects.InstanceWaitingDispatch:
+			t := s.inst.follow(&tracked{rec: rec})
+			go s.dispatch(s.ctx, t, false)
+		case !rec.State.Final():
+			t := s.inst.follow(&tracked{rec: rec})
 			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowedOf[i], epoch: 1})
 		}
 	}

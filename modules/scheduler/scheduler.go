@@ -81,7 +81,7 @@ type Scheduler struct {
 	jobLocks  sync.Map // job id → *sync.Mutex: one frequent start per job at a time
 	wheel     fireWheel
 
-	inst      *instanceTracker // the only writer of instance records
+	inst *instanceTracker // the only writer of instance records
 
 	mu   sync.Mutex
 	apps map[string]*appTriggers

@@ -34,6 +34,11 @@ func choose(workers []*liveWorker, f Filter) (tracker string, allowed []string, 
 		if len(workers) == 0 {
 			return "", nil, fmt.Errorf("%w: no live worker for the app", ErrNoWorker)
 		}
+		if reasons["overloaded"] > 0 && reasons["overloaded"]+reasons["draining"] == len(workers) {
+			// Busy, not unfit: the instance waits for capacity (overload_wait)
+			// instead of failing (finding 7 of issue 8).
+			return "", nil, fmt.Errorf("%w: %w", ErrNoWorker, subjects.Errorf(subjects.CodeOverloaded, "all %d live workers are busy: %v", len(workers), reasons))
+		}
 		return "", nil, fmt.Errorf("%w: %d live workers, none qualifies: %v", ErrNoWorker, len(workers), reasons)
 	}
 	switch f.Strategy {

@@ -232,3 +232,18 @@ func TestChooseNoneQualifies(t *testing.T) {
 	require.Contains(t, msg, "missing tag gpu:2")
 	require.Contains(t, msg, "too few idle cores:1")
 }
+
+// TestChooseAllBusyIsOverloaded is finding 7 of issue 8: workers marked
+// overloaded by their heartbeats are busy, not unfit; the error says so,
+// so that the instance waits (overload_wait) instead of failing at once.
+func TestChooseAllBusyIsOverloaded(t *testing.T) {
+	t.Parallel()
+	busy := func(hb *subjects.Heartbeat) { hb.Overloaded = true }
+	_, _, err := choose([]*liveWorker{lw("a", 0, busy), lw("b", 0, busy), lw("c", 0, busy)}, Filter{})
+	require.ErrorIs(t, err, ErrNoWorker)
+	require.ErrorIs(t, err, &subjects.Error{Code: subjects.CodeOverloaded})
+	// One that is unfit for another reason makes it a plain failure.
+	_, _, err = choose([]*liveWorker{lw("a", 0, busy), lw("b", 0, tags("cpu"))}, Filter{Selection: subjects.Selection{Tags: []string{"gpu"}}})
+	require.ErrorIs(t, err, ErrNoWorker)
+	require.False(t, errors.Is(err, &subjects.Error{Code: subjects.CodeOverloaded}))
+}

@@ -35,15 +35,30 @@ type appTriggers struct {
 }
 
 type jobState struct {
+	// op serialises this job's trigger decisions: an edit (upsert,
+	// remove), the lead stage and the fire stage of its cron fires.
+	// Lock order: op, then appTriggers.mu, then the fire wheel's lock.
+	op sync.Mutex
+
 	job    *subjects.Job
 	sched  cron.Schedule
 	loc    *time.Location
 	period time.Duration
-	stop   func() bool
-	gen    int       // bumped on every reschedule: stale timers do nothing
-	since  time.Time // the schedule (re)started here: no gap is filled before it
+	timer  func() bool // stops the armed lead-stage timer (nil: none)
+	gen    int         // bumped on every edit and reschedule: a stale lead timer does nothing
+	since  time.Time   // the schedule (re)started here: no gap is filled before it
 	fire   jetstream.FireState
 	loaded bool // fire state read and catch-up done in this ownership
+	// pending is the fire prepared ahead of its time and waiting in the
+	// fire wheel (nil: none).
+	pending *pendingFire
+}
+
+// pendingFire is a cron fire between its lead stage and its fire time.
+type pendingFire struct {
+	at   time.Time
+	t    *tracked    // its record (nil: not prepared, decided at the fire time)
+	stop func() bool // takes it out of the fire wheel; false once it fired
 }
 
 // Acquired starts the app's triggers (ownership hook; must not block).
@@ -81,12 +96,26 @@ func (s *Scheduler) Lost(app string) {
 func (at *appTriggers) stopAll() {
 	at.cancel()
 	at.mu.Lock()
+	jobs := make([]*jobState, 0, len(at.jobs))
 	for _, js := range at.jobs {
-		if js.stop != nil {
-			js.stop()
-		}
+		jobs = append(jobs, js)
 	}
 	at.mu.Unlock()
+	// A fire prepared already keeps its record (WAITING_WORKER_RECEIVE):
+	// the next owner adopts and sends it.
+	for _, js := range jobs {
+		js.op.Lock()
+		js.gen++
+		if js.timer != nil {
+			js.timer()
+			js.timer = nil
+		}
+		if js.pending != nil {
+			js.pending.stop()
+			js.pending = nil
+		}
+		js.op.Unlock()
+	}
 }
 
 func (at *appTriggers) run() {
@@ -134,13 +163,40 @@ func (at *appTriggers) remove(id string) {
 	if js == nil {
 		return
 	}
-	if js.stop != nil {
-		js.stop()
-	}
+	js.op.Lock()
+	at.retire(js, "canceled: the job was deleted before its fire time")
+	js.op.Unlock()
 	at.s.stopFrequent(at.ctx, js.job, "job deleted")
 }
 
+// retire makes the job's armed timer stale and cancels the fire it has
+// prepared (the caller holds js.op). A fire already past its fire time
+// (in the wheel's hands) goes on.
+func (at *appTriggers) retire(js *jobState, note string) {
+	js.gen++
+	if js.timer != nil {
+		js.timer()
+		js.timer = nil
+	}
+	if p := js.pending; p != nil {
+		js.pending = nil
+		if p.stop() && p.t != nil {
+			at.s.apply(p.t, func(r *jetstream.Instance) bool {
+				if r.State.Final() {
+					return false
+				}
+				r.State, r.Note, r.FinishedMS = subjects.InstanceCanceled, note, time.Now().UnixMilli()
+				return true
+			})
+		}
+	}
+}
+
 // upsert (re)schedules a job after a create, an edit or at acquisition.
+// A cron fire prepared within the fire lead of an enabled cron job is kept
+// and runs as prepared; the edit applies from the next fire. Disabling the
+// job, deleting it or changing its kind cancels that fire (its record
+// says so): no fire is left waiting (finding 2 of issue 8).
 func (at *appTriggers) upsert(j *subjects.Job) {
 	at.mu.Lock()
 	js := at.jobs[j.ID]
@@ -148,17 +204,32 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 		js = &jobState{}
 		at.jobs[j.ID] = js
 	}
-	if js.stop != nil {
-		js.stop()
-		js.stop = nil
-	}
+	at.mu.Unlock()
+	js.op.Lock()
+	defer js.op.Unlock()
+	at.mu.Lock()
 	js.job = j
 	at.mu.Unlock()
+	var sched cron.Schedule
+	var loc *time.Location
+	var cronErr error
+	if j.TimeType == subjects.TimeCron {
+		sched, loc, cronErr = ParseCron(j.TimeExpression, j.TimeZone)
+	}
+	keep := j.Enabled && j.TimeType == subjects.TimeCron && cronErr == nil
+	if keep {
+		js.gen++
+		if js.timer != nil {
+			js.timer()
+			js.timer = nil
+		}
+	} else {
+		at.retire(js, "canceled: the job was disabled or changed before its fire time")
+	}
 	switch j.TimeType {
 	case subjects.TimeCron:
-		sched, loc, err := ParseCron(j.TimeExpression, j.TimeZone)
-		if err != nil {
-			at.s.log.Error("job has a bad cron expression", "job_id", j.ID, "err", err)
+		if cronErr != nil {
+			at.s.log.Error("job has a bad cron expression", "job_id", j.ID, "err", cronErr)
 			return
 		}
 		at.mu.Lock()
@@ -172,7 +243,9 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 		at.mu.Lock()
 		js.since = now
 		at.mu.Unlock()
-		at.scheduleNext(js, now)
+		if js.pending == nil {
+			at.scheduleNext(js, now)
+		} // else the pending fire schedules the next one when it goes
 	case subjects.TimeFixedRate, subjects.TimeFixedDelay:
 		if !j.Enabled || (j.EndMS != 0 && at.s.clock.Now().UnixMilli() > j.EndMS) {
 			at.s.stopFrequent(at.ctx, j, "job disabled")
@@ -241,86 +314,6 @@ func (at *appTriggers) catchUp(js *jobState) {
 		}
 		at.recordMissed(js, t)
 	}
-}
-
-// scheduleNext arms the timer for the first fire after `after`, within the
-// lifecycle window.
-func (at *appTriggers) scheduleNext(js *jobState, after time.Time) {
-	at.mu.Lock()
-	defer at.mu.Unlock()
-	j := js.job
-	if at.ctx.Err() != nil || !j.Enabled || js.sched == nil {
-		return
-	}
-	if j.StartMS != 0 && after.UnixMilli() < j.StartMS {
-		after = time.UnixMilli(j.StartMS - 1)
-	}
-	next := js.sched.Next(after.In(js.loc))
-	if next.IsZero() || (j.EndMS != 0 && next.UnixMilli() > j.EndMS) {
-		return
-	}
-	if js.stop != nil {
-		js.stop()
-	}
-	js.gen++
-	gen := js.gen
-	// Two stages: FireLead before the scheduled time the instance record
-	// is created (the create-if-absent that makes a fire happen once),
-	// assigned to a worker, and the job's fire pointer moved; at the
-	// scheduled time only the send is left, together with every other
-	// fire due at that instant (fireAt).
-	lead := min(at.s.cfg.FireLead, max(next.Sub(at.s.clock.Now()), 0))
-	js.stop = at.s.clock.AfterFunc(next.Sub(at.s.clock.Now())-lead, func() {
-		var prepared *tracked
-		if at.current(js, gen) && !at.firedAlready(js, next) {
-			select {
-			case at.s.fireSlots <- struct{}{}:
-				var err error
-				prepared, err = at.s.prepareFire(at.ctx, js.job, fireID(js.job.ID, next), next.UnixMilli(), js.job.Params)
-				<-at.s.fireSlots
-				if err != nil && !errors.Is(err, jetstream.ErrExists) {
-					at.s.log.Error("prepare cron fire", "job_id", js.job.ID, "scheduled", next, "err", err)
-				}
-			case <-at.ctx.Done():
-				return
-			}
-			if prepared != nil {
-				// The record exists: this second is decided (it runs, or
-				// is recorded canceled if the job changes before then).
-				at.advance(js, next)
-			}
-		}
-		at.mu.Lock()
-		js.stop = at.s.fireAt(next, func() (*tracked, func()) {
-			switch {
-			case !at.current(js, gen):
-				if prepared != nil {
-					at.s.apply(prepared, func(r *jetstream.Instance) bool {
-						r.State, r.Note, r.FinishedMS = subjects.InstanceCanceled, "canceled: the job changed before its fire time", time.Now().UnixMilli()
-						return !r.State.Final()
-					})
-				}
-				return nil, nil
-			case prepared != nil:
-				return prepared, func() { at.scheduleNext(js, next) }
-			default: // not prepared (max instances reached then, or a failure): decide now
-				return nil, func() {
-					at.s.fireSlots <- struct{}{}
-					at.fire(js, next, "")
-					<-at.s.fireSlots
-					at.scheduleNext(js, next)
-				}
-			}
-		})
-		at.mu.Unlock()
-	})
-}
-
-// current reports whether gen is still the job's schedule generation.
-func (at *appTriggers) current(js *jobState, gen int) bool {
-	at.mu.Lock()
-	defer at.mu.Unlock()
-	return js.gen == gen && at.ctx.Err() == nil
 }
 
 func (at *appTriggers) firedAlready(js *jobState, t time.Time) bool {

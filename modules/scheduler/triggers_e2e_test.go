@@ -446,3 +446,71 @@ func TestCronFireMovesWhenItsWorkerLeavesFirst(t *testing.T) {
 	require.Equal(t, 1, fin.RunCount)
 	require.Contains(t, fin.Note, "dispatched elsewhere")
 }
+
+// Finding 2 of issue 8: a cron job edited or disabled within the fire lead
+// of a fire (its record prepared, WAITING_WORKER_RECEIVE) must not leave
+// that record waiting forever. An edit of an enabled job lets the prepared
+// fire run and applies from the next one; a disable cancels it with a
+// note; with max_instances 1 the job runs again once re-enabled.
+func TestCronEditWithinFireLead(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	s, clock := cronStack(t, t0, okProc("ok"))
+	j := cronJob("edited", "ok", "* * * * * *")
+	j.MaxInstances, j.Params = 1, "before"
+	j = saveJob(t, s, j)
+	fireOf := func(sec int) string { return j.ID + "-" + strconv.FormatInt(t0.Add(time.Duration(sec)*time.Second).Unix(), 10) }
+	// sentinel saves a job after a change and waits for its timer: the
+	// scheduler has then seen the change (its watch keeps store order).
+	sentinels := 0
+	sentinel := func() {
+		t.Helper()
+		sentinels++
+		saveJob(t, s, cronJob("sentinel-"+strconv.Itoa(sentinels), "ok", "0 0 0 1 1 *")) // once a year
+	}
+	waitArmed(t, clock, t0.Add(time.Second))
+
+	// Edit within the lead of second 1.
+	clock.Advance(time.Second - scheduler.DefaultFireLead)
+	waitFor(t, s, fireOf(1), "prepared", func(in *jetstream.Instance) bool { return in.State == subjects.InstanceWaitingWorker })
+	cur, err := s.Client.Job(testCtx(t), testkit.App, j.ID)
+	require.NoError(t, err)
+	cur.Params = "after"
+	_, err = s.Client.SaveJob(testCtx(t), cur)
+	require.NoError(t, err)
+	sentinel()
+	newYear := time.Date(2032, 1, 1, 0, 0, 0, 0, time.UTC)
+	waitArmed(t, clock, t0.Add(time.Second), newYear)
+	clock.Advance(scheduler.DefaultFireLead)
+	in := wait(t, s, fireOf(1))
+	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+	require.Equal(t, "before", in.Params, "the prepared fire runs as prepared")
+	testkit.Eventually(t, within, func() bool { return s.Scheduler.RunningOf(j.ID) == 0 }, "the fire ends")
+	waitArmed(t, clock, t0.Add(2*time.Second), newYear)
+	clock.Advance(time.Second)
+	in = wait(t, s, fireOf(2))
+	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+	require.Equal(t, "after", in.Params, "the edit applies from the next fire")
+	testkit.Eventually(t, within, func() bool { return s.Scheduler.RunningOf(j.ID) == 0 }, "the fire ends")
+
+	// Disable within the lead of second 3: that fire is canceled, not left waiting.
+	waitArmed(t, clock, t0.Add(3*time.Second), newYear)
+	clock.Advance(time.Second - scheduler.DefaultFireLead)
+	waitFor(t, s, fireOf(3), "prepared", func(in *jetstream.Instance) bool { return in.State == subjects.InstanceWaitingWorker })
+	_, err = s.Client.EnableJob(testCtx(t), testkit.App, j.ID, false)
+	require.NoError(t, err)
+	in = waitFor(t, s, fireOf(3), "canceled", func(in *jetstream.Instance) bool { return in.State.Final() })
+	require.Equal(t, subjects.InstanceCanceled, in.State)
+	require.Contains(t, in.Note, "disabled")
+	require.Zero(t, s.Scheduler.RunningOf(j.ID), "a canceled fire does not count against max_instances")
+	waitArmed(t, clock, newYear)
+
+	// Enabled again, it runs (max_instances 1 is not held by a stuck fire).
+	clock.Advance(scheduler.DefaultFireLead + time.Second) // second 4 passes while disabled
+	_, err = s.Client.EnableJob(testCtx(t), testkit.App, j.ID, true)
+	require.NoError(t, err)
+	waitArmed(t, clock, t0.Add(5*time.Second), newYear)
+	clock.Advance(time.Second)
+	in = wait(t, s, fireOf(5))
+	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+}
