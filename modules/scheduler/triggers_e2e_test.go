@@ -459,7 +459,9 @@ func TestCronEditWithinFireLead(t *testing.T) {
 	j := cronJob("edited", "ok", "* * * * * *")
 	j.MaxInstances, j.Params = 1, "before"
 	j = saveJob(t, s, j)
-	fireOf := func(sec int) string { return j.ID + "-" + strconv.FormatInt(t0.Add(time.Duration(sec)*time.Second).Unix(), 10) }
+	fireOf := func(sec int) string {
+		return j.ID + "-" + strconv.FormatInt(t0.Add(time.Duration(sec)*time.Second).Unix(), 10)
+	}
 	// sentinel saves a job after a change and waits for its timer: the
 	// scheduler has then seen the change (its watch keeps store order).
 	sentinels := 0
