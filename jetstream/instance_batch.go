@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -127,22 +128,92 @@ func sameSelection(a, b *subjects.Selection) bool {
 // limit allows, without waiting. It assigns each record its id (any id
 // set before is replaced) and returns one future per batch record written;
 // a record is durable once its batch's future succeeds.
-func (s *Instances) CreateBatchAsync(recs []*Instance) ([]jetstream.PubAckFuture, error) {
+//
+// With an idempotency key the batch ids derive from it (key, key-1, ...)
+// and each batch record is written only if absent: a repeat of the same
+// request fails with ErrExists (see IsExists) instead of creating its runs
+// again, and BatchByKey reads what the first one created.
+func (s *Instances) CreateBatchAsync(recs []*Instance, key string) ([]jetstream.PubAckFuture, error) {
 	var futures []jetstream.PubAckFuture
-	for len(recs) > 0 {
+	for c := 0; len(recs) > 0; c++ {
 		n := subjects.Fit(len(recs), len(recs), func(i int) int { return batchRunSize(recs[i]) })
-		f, err := s.createBatch(recs[:n])
+		f, err := s.createBatch(recs[:n], keyedBatchID(key, c))
 		if err != nil {
 			return futures, err
 		}
-		futures = append(futures, f)
 		recs = recs[n:]
+		if key != "" && c == 0 && len(recs) > 0 {
+			// Only the request that created the first record of a keyed
+			// batch writes the rest: a repeat may cut its runs at other
+			// places, and must not add records of its own. The first is
+			// durable then: no future to wait for.
+			if err := awaitPub(f); err != nil {
+				return futures, mapErr(err)
+			}
+			continue
+		}
+		futures = append(futures, f)
 	}
 	return futures, nil
 }
 
-func (s *Instances) createBatch(recs []*Instance) (jetstream.PubAckFuture, error) {
-	b := &batchRecord{ID: nuid.Next(), App: recs[0].App, ServerID: recs[0].ServerID, Runs: make([]batchRun, len(recs))}
+// awaitPub waits for a publish acknowledgement (bounded).
+func awaitPub(f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-time.After(10 * time.Second):
+		return errors.New("instance batch: write not acknowledged in 10s")
+	}
+}
+
+// keyedBatchID is the id of chunk c of a keyed batch ("" without a key).
+func keyedBatchID(key string, c int) string {
+	switch {
+	case key == "":
+		return ""
+	case c == 0:
+		return key
+	}
+	return key + "-" + strconv.Itoa(c)
+}
+
+// BatchByKey returns the n instances (as created) of the batch request
+// with idempotency key key. ErrNotFound when not all of them are stored
+// (yet).
+func (s *Instances) BatchByKey(ctx context.Context, key string, n int) ([]*Instance, error) {
+	out := make([]*Instance, 0, n)
+	for c := 0; len(out) < n; c++ {
+		b, err := s.batch(ctx, keyedBatchID(key, c))
+		if err != nil {
+			return out, err
+		}
+		if len(b.Runs) == 0 {
+			return out, fmt.Errorf("instance batch %s: corrupt record (no runs)", b.ID)
+		}
+		for i := range b.Runs {
+			in, err := b.instance(i)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// IsExists reports whether err (from a create, or a keyed batch write's
+// future) says the record exists already.
+func IsExists(err error) bool { return errors.Is(mapErr(err), ErrExists) }
+
+func (s *Instances) createBatch(recs []*Instance, id string) (jetstream.PubAckFuture, error) {
+	keyed := id != ""
+	if !keyed {
+		id = nuid.Next()
+	}
+	b := &batchRecord{ID: id, App: recs[0].App, ServerID: recs[0].ServerID, Runs: make([]batchRun, len(recs))}
 	for i, in := range recs {
 		if in.App != b.App || in.ServerID != b.ServerID {
 			return nil, errors.New("instance batch: records of different apps or servers")
@@ -175,7 +246,11 @@ func (s *Instances) createBatch(recs []*Instance) (jetstream.PubAckFuture, error
 	if len(data) > subjects.MaxMessageSize {
 		return nil, subjects.Errorf(subjects.CodeTooLarge, "instance batch record is %d bytes (limit %d)", len(data), subjects.MaxMessageSize)
 	}
-	return s.js.PublishAsync("$KV."+BucketInstances+"."+batchKeyPrefix+b.ID, data)
+	var opts []jetstream.PublishOpt
+	if keyed {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0)) // create-if-absent
+	}
+	return s.js.PublishAsync("$KV."+BucketInstances+"."+batchKeyPrefix+b.ID, data, opts...)
 }
 
 // batchCache keeps recently read batch records (they never change once

@@ -52,7 +52,7 @@ func TestInstances_BatchCreateGetListWatchUpdate(t *testing.T) {
 	job := subjects.JobSpec{JobID: "j1", Processor: "noop", ExecuteType: subjects.ExecStandalone}
 	recs := batchOf(3, job)
 	recs[2].State, recs[2].Result, recs[2].TrackerWorker, recs[2].Workers = subjects.InstanceFailed, "no worker", "", nil
-	fs, err := s.CreateBatchAsync(recs)
+	fs, err := s.CreateBatchAsync(recs, "")
 	require.NoError(t, err)
 	require.Len(t, fs, 1, "a small batch is one record")
 	awaitAll(t, fs)
@@ -135,7 +135,7 @@ func TestInstances_BatchCutBySize(t *testing.T) {
 	for _, r := range recs {
 		r.Params = strings.Repeat("x", 64<<10) // 40 × 64 KiB > one message
 	}
-	fs, err := s.CreateBatchAsync(recs)
+	fs, err := s.CreateBatchAsync(recs, "")
 	require.NoError(t, err)
 	require.Greater(t, len(fs), 1)
 	awaitAll(t, fs)
@@ -154,7 +154,7 @@ func TestInstances_BatchCutBySize(t *testing.T) {
 	// One instance that cannot fit any message is refused, not cut.
 	big := batchOf(1, subjects.JobSpec{JobID: "j", Processor: "noop", ExecuteType: subjects.ExecStandalone})
 	big[0].Params = strings.Repeat("x", subjects.MaxMessageSize)
-	_, err = s.CreateBatchAsync(big)
+	_, err = s.CreateBatchAsync(big, "")
 	require.ErrorIs(t, err, &subjects.Error{Code: subjects.CodeTooLarge})
 }
 

@@ -506,12 +506,38 @@ type RunJob struct {
 	Job       JobSpec   `msgpack:"job"`
 	Params    string    `msgpack:"instance_params"`
 	Selection Selection `msgpack:"selection"`
+	// Key is the request's idempotency key (optional; see ValidKey): a
+	// repeat of a request with the same key gets the same instance,
+	// instead of running the job again. The client sets one per call and
+	// reuses it when it retries.
+	Key string `msgpack:"key"`
+}
+
+// MaxKeyLen bounds an idempotency key.
+const MaxKeyLen = 40
+
+// ValidKey checks an idempotency key: empty (none), or up to MaxKeyLen
+// letters, digits and '-'. Instance ids are derived from it.
+func ValidKey(k string) error {
+	if len(k) > MaxKeyLen {
+		return fmt.Errorf("%w: idempotency key is %d characters, limit %d", ErrBadToken, len(k), MaxKeyLen)
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("%w: idempotency key %q has %q at %d (allowed: letters, digits, '-')", ErrBadToken, k, c, i)
+		}
+	}
+	return nil
 }
 
 // Validate checks the app and the job.
 func (m *RunJob) Validate() error {
 	if err := ValidToken(m.App); err != nil {
 		return fmt.Errorf("app: %w", err)
+	}
+	if err := ValidKey(m.Key); err != nil {
+		return fmt.Errorf("key: %w", err)
 	}
 	if m.Job.TimeType == "" {
 		m.Job.TimeType = TimeAPI
@@ -546,12 +572,18 @@ type RunBatch struct {
 	Proto
 	App  string   `msgpack:"app"`
 	Runs []RunJob `msgpack:"runs"`
+	// Key is the request's idempotency key (see RunJob.Key): a repeat
+	// gets the same instance ids. The runs' own keys are not used.
+	Key string `msgpack:"key"`
 }
 
 // Validate checks every run.
 func (m *RunBatch) Validate() error {
 	if err := ValidToken(m.App); err != nil {
 		return fmt.Errorf("app: %w", err)
+	}
+	if err := ValidKey(m.Key); err != nil {
+		return fmt.Errorf("key: %w", err)
 	}
 	if len(m.Runs) == 0 || len(m.Runs) > MaxBatch {
 		return fmt.Errorf("runs: %d, want 1..%d", len(m.Runs), MaxBatch)

@@ -166,18 +166,18 @@ var goldenCases = []goldenCase{
 		return &subjects.PTStatus{InstanceID: sampleInstance, WorkerID: "w-host2-77-def456", Running: 5, Queued: 120}
 	}},
 	{name: "run_job", allowZero: []string{"Job.PeriodMS"}, sample: func() subjects.Message {
-		return &subjects.RunJob{App: "demo", Job: sampleMapReduceSpec(), Params: `{"day":"2025-11-21"}`, Selection: sampleSelection()}
+		return &subjects.RunJob{App: "demo", Job: sampleMapReduceSpec(), Params: `{"day":"2025-11-21"}`, Selection: sampleSelection(), Key: "6Hk2m9QpR4"}
 	}},
 	{name: "run_job_reply", sample: func() subjects.Message {
 		return &subjects.RunJobReply{InstanceID: sampleInstance, TrackerWorker: sampleWorker}
 	}},
-	{name: "run_batch", sample: func() subjects.Message {
+	{name: "run_batch", allowZero: []string{"Runs.Key"}, sample: func() subjects.Message {
 		job := sampleMapReduceSpec()
 		job.ExecuteType = subjects.ExecStandalone
 		return &subjects.RunBatch{App: "demo", Runs: []subjects.RunJob{
 			{App: "demo", Job: job, Params: "n=1", Selection: sampleSelection()},
 			{App: "demo", Job: job, Params: "n=2"},
-		}}
+		}, Key: "b7Wq1xZ3"}
 	}},
 	{name: "run_batch_reply", sample: func() subjects.Message {
 		return &subjects.RunBatchReply{Results: []subjects.RunResult{
@@ -458,9 +458,9 @@ func TestGoldenKeys(t *testing.T) {
 		"task_reports":      {"v", "instance_id", "worker_id", "reports"},
 		"map_request":       {"v", "instance_id", "worker_id", "parent_id", "tasks"},
 		"pt_status":         {"v", "instance_id", "worker_id", "running", "queued", "lethal"},
-		"run_job":           {"v", "app", "job", "instance_params", "selection"},
+		"run_job":           {"v", "app", "job", "instance_params", "selection", "key"},
 		"run_job_reply":     {"v", "instance_id", "tracker_worker"},
-		"run_batch":         {"v", "app", "runs"},
+		"run_batch":         {"v", "app", "runs", "key"},
 		"run_batch_reply":   {"v", "results"},
 		"run_instances":     {"v", "runs"},
 		"run_results":       {"v", "results"},

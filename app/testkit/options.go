@@ -27,13 +27,16 @@ type Options struct {
 	// Scheduler is the scheduler's configuration, e.g. a ManualClock for
 	// cron tests. A zero DispatchTimeout means one second, as in New.
 	Scheduler scheduler.Config
+	// NATS adjusts the embedded NATS server, e.g. a fixed store directory
+	// and port so that a test can restart it.
+	NATS []natstest.Option
 }
 
 // NewWith is New with options: it starts NATS, a server with a scheduler
 // configured by o.Scheduler, registers App, and starts o.Workers workers.
 func NewWith(t testing.TB, o Options) *Stack {
 	t.Helper()
-	s := &Stack{T: t, NATS: natstest.Server(t), schedCfg: o.Scheduler}
+	s := &Stack{T: t, NATS: natstest.Server(t, o.NATS...), schedCfg: o.Scheduler}
 	s.conn = natstest.Conn(t, s.NATS)
 	s.Server, s.Scheduler = s.startServer(s.conn)
 	srv := s.Server

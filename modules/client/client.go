@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/rpc"
@@ -23,7 +24,8 @@ type Client struct {
 	js        njs.JetStream
 	id        string
 	instances *jetstream.Instances
-	timeout   time.Duration
+	timeout   time.Duration // one try of a request that may be repeated
+	failover  time.Duration // how long such a request keeps being asked again
 }
 
 // New builds a client over an open connection.
@@ -32,7 +34,7 @@ func New(ctx context.Context, nc *nats.Conn, js njs.JetStream) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Client{nc: nc, js: js, id: "cli-" + subjects.RandomToken(10), instances: in, timeout: 5 * time.Second}, nil
+	return &Client{nc: nc, js: js, id: "cli-" + subjects.RandomToken(10), instances: in, timeout: 5 * time.Second, failover: time.Minute}, nil
 }
 
 // Owner returns the id of the server that owns app.
@@ -46,24 +48,51 @@ func (c *Client) Owner(ctx context.Context, app string) (string, error) {
 }
 
 // toOwner sends a request to the app's owner, asking again once when the
-// ownership moved under us.
+// ownership moved under us or the owner is gone (the request was not
+// handled then).
 func (c *Client) toOwner(ctx context.Context, app, verb string, req, reply subjects.Message) error {
+	return c.askOwner(ctx, app, verb, req, reply, false)
+}
+
+// askOwner is toOwner for a request that may be repeated safely when
+// idempotent (a keyed run, a stop): a reply that does not come within
+// c.timeout (the server may have died with the request), a moved owner, a
+// gone server and a busy one are asked again, of whoever owns the app
+// then, until ctx ends or c.failover has passed. So a request in flight to
+// a killed server fails over in about the lease period, not 30 s.
+func (c *Client) askOwner(ctx context.Context, app, verb string, req, reply subjects.Message, idempotent bool) error {
+	deadline := time.Now().Add(c.failover)
+	timeout := 30 * time.Second
+	if idempotent {
+		timeout = c.timeout
+	}
 	var err error
-	for range 2 {
+	for try := 0; ; try++ {
 		var owner string
 		if owner, err = c.Owner(ctx, app); err != nil {
 			return err
 		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, timeout)
 		err = rpc.Request(rctx, c.nc, subjects.ServerVerb(app, owner, verb), req, reply)
 		cancel()
-		var typed *subjects.Error
-		if !(errors.As(err, &typed) && typed.Code == subjects.CodeNotOwner) && !errors.Is(err, rpc.ErrNoResponders) {
+		unhandled := errors.Is(err, &subjects.Error{Code: subjects.CodeNotOwner}) || errors.Is(err, rpc.ErrNoResponders)
+		again := unhandled || (idempotent && (errors.Is(err, rpc.ErrTimeout) || errors.Is(err, &subjects.Error{Code: subjects.CodeOverloaded})))
+		switch {
+		case !again, ctx.Err() != nil:
+			return err
+		case !idempotent && try >= 1, time.Now().After(deadline):
+			return err
+		}
+		select {
+		case <-time.After(rpc.Backoff(try, 2*time.Second)):
+		case <-ctx.Done():
 			return err
 		}
 	}
-	return err
 }
+
+// newKey is a fresh idempotency key (a NUID: 22 letters and digits).
+func newKey() string { return nuid.Next() }
 
 // Run runs a job definition once now and returns the instance id.
 func (c *Client) Run(ctx context.Context, app string, job subjects.JobSpec, params string) (*subjects.RunJobReply, error) {
@@ -74,7 +103,8 @@ func (c *Client) Run(ctx context.Context, app string, job subjects.JobSpec, para
 // minimum resources, strategy).
 func (c *Client) RunOn(ctx context.Context, app string, job subjects.JobSpec, params string, sel subjects.Selection) (*subjects.RunJobReply, error) {
 	var reply subjects.RunJobReply
-	if err := c.toOwner(ctx, app, subjects.VerbRunJob, &subjects.RunJob{App: app, Job: job, Params: params, Selection: sel}, &reply); err != nil {
+	req := &subjects.RunJob{App: app, Job: job, Params: params, Selection: sel, Key: newKey()}
+	if err := c.askOwner(ctx, app, subjects.VerbRunJob, req, &reply, true); err != nil {
 		return nil, err
 	}
 	return &reply, nil
@@ -106,7 +136,7 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(*jetstream.I
 
 // Stop stops an instance; it stays STOPPED.
 func (c *Client) Stop(ctx context.Context, app, id, reason string) error {
-	return c.toOwner(ctx, app, subjects.VerbStopRun, &subjects.StopInstance{InstanceID: id, Reason: reason}, &subjects.Ack{})
+	return c.askOwner(ctx, app, subjects.VerbStopRun, &subjects.StopInstance{InstanceID: id, Reason: reason}, &subjects.Ack{}, true)
 }
 
 // Tasks asks the instance's task tracker for live counts and a page of
@@ -139,7 +169,8 @@ func (c *Client) RunMany(ctx context.Context, app string, runs []subjects.RunJob
 			end++
 		}
 		var reply subjects.RunBatchReply
-		if err := c.toOwner(ctx, app, subjects.VerbRunBatch, &subjects.RunBatch{App: app, Runs: runs[start:end]}, &reply); err != nil {
+		req := &subjects.RunBatch{App: app, Runs: runs[start:end], Key: newKey()}
+		if err := c.askOwner(ctx, app, subjects.VerbRunBatch, req, &reply, true); err != nil {
 			return out, err
 		}
 		out = append(out, reply.Results...)

@@ -52,13 +52,16 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 	}
 	// One creation record per batch (cut by size), not one per instance:
 	// the instance ids name their batch (jetstream.CreateBatchAsync).
-	futures, err := s.instances.CreateBatchAsync(recs)
+	futures, err := s.instances.CreateBatchAsync(recs, req.Key)
 	if err == nil {
 		for _, f := range futures {
 			if err = waitAck(ctx, f); err != nil {
 				break
 			}
 		}
+	}
+	if req.Key != "" && jetstream.IsExists(err) {
+		return s.repeatedBatch(ctx, &req)
 	}
 	if err != nil {
 		return nil, subjects.Errorf(subjects.CodeInternal, "create instances: %v", err)
@@ -76,6 +79,43 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		}
 	}
 	s.deliver(ctx, byWorker)
+	return reply, nil
+}
+
+// repeatedBatch answers a repeat of a keyed run-batch (the client retried
+// after a lost reply, or after the server that took the first one died)
+// with the instances the first one created; nothing runs twice. Instances
+// this server did not follow yet are followed now, and one still waiting
+// for its tracker is sent again (the tracker answers Already for one it
+// has).
+func (s *Scheduler) repeatedBatch(ctx context.Context, req *subjects.RunBatch) (subjects.Message, error) {
+	ins, err := s.instances.BatchByKey(ctx, req.Key, len(req.Runs))
+	if errors.Is(err, jetstream.ErrNotFound) {
+		return nil, subjects.Errorf(subjects.CodeOverloaded, "run-batch %s is still being created; ask again shortly", req.Key)
+	}
+	if err != nil {
+		return nil, subjects.Errorf(subjects.CodeInternal, "read run-batch %s: %v", req.Key, err)
+	}
+	if len(ins) != len(req.Runs) || ins[0].App != req.App {
+		return nil, subjects.Errorf(subjects.CodeConflict, "idempotency key %s was used for another request; use a new key", req.Key)
+	}
+	reply := &subjects.RunBatchReply{Results: make([]subjects.RunResult, len(ins))}
+	redeliver := map[string][]dueItem{}
+	for i, in := range ins {
+		_, followed := s.inst.lookup(in.ID)
+		t, err := s.get(ctx, in.ID)
+		if err != nil {
+			return nil, err
+		}
+		rec := t.snapshot()
+		reply.Results[i] = subjects.RunResult{InstanceID: rec.ID, TrackerWorker: rec.TrackerWorker}
+		if !followed && rec.State == subjects.InstanceWaitingWorker {
+			redeliver[rec.TrackerWorker] = append(redeliver[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: rec.Workers, epoch: rec.Epoch})
+		}
+	}
+	if len(redeliver) > 0 {
+		go s.deliver(s.ctx, redeliver)
+	}
 	return reply, nil
 }
 

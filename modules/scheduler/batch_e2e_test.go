@@ -55,7 +55,7 @@ func TestRunManyAcrossOwnerChange(t *testing.T) {
 	// received, as if its owner died right after writing it.
 	orphan := &jetstream.Instance{App: testkit.App, ServerID: s.Server.ID(), JobID: job.JobID, Job: job, Params: "orphan",
 		State: subjects.InstanceWaitingWorker, TrackerWorker: live[0], Workers: live, ExpectedMS: time.Now().UnixMilli(), Epoch: 1, RunCount: 1}
-	fs, err := s.Scheduler.Instances().CreateBatchAsync([]*jetstream.Instance{orphan})
+	fs, err := s.Scheduler.Instances().CreateBatchAsync([]*jetstream.Instance{orphan}, "")
 	require.NoError(t, err)
 	for _, f := range fs {
 		select {

@@ -11,9 +11,11 @@ import (
 // workerGone is called when a worker leaves the registry (its heartbeats
 // stopped for the worker TTL). Every instance it was tracking fails over.
 func (s *Scheduler) workerGone(app, workerID string) {
-	for _, t := range s.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
-		go s.failover(t, "task tracker worker "+workerID+" lost")
-	}
+	s.whenGone(app, workerID, func() {
+		for _, t := range s.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
+			go s.failover(t, "task tracker worker "+workerID+" lost")
+		}
+	})
 }
 
 // failover moves an instance whose tracker died: a heavy instance resumes
@@ -90,13 +92,16 @@ func (s *Scheduler) adopt(ctx context.Context, app string) {
 		switch {
 		case rec.TrackerWorker == "" && rec.State == subjects.InstanceWaitingDispatch:
 			go s.dispatch(s.ctx, t, false)
-		case rec.TrackerWorker != "" && !s.reg.isAlive(app, rec.TrackerWorker, s.ttl):
-			go s.failover(t, "task tracker worker "+rec.TrackerWorker+" gone while no server owned the app")
 		case rec.State == subjects.InstanceWaitingWorker:
 			// The old owner may have died before its tracker heard of it:
 			// send it again at the same epoch (the tracker answers Already
-			// for one it has).
+			// for one it has; one that does not answer makes it go
+			// elsewhere).
 			redeliver[rec.TrackerWorker] = append(redeliver[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: rec.Workers, epoch: rec.Epoch})
+		case rec.TrackerWorker != "" && !s.reg.isAlive(app, rec.TrackerWorker, s.ttl):
+			s.whenGone(app, rec.TrackerWorker, func() {
+				go s.failover(t, "task tracker worker "+rec.TrackerWorker+" gone while no server owned the app")
+			})
 		}
 	}
 	if len(redeliver) > 0 {

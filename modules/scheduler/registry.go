@@ -22,9 +22,10 @@ type liveWorker struct {
 // registry is the in-memory index of live workers, kept current by a watch
 // on the worker registry bucket: dispatch reads memory, never the bucket.
 type registry struct {
-	mu    sync.RWMutex
-	apps  map[string]map[string]*liveWorker
-	ready chan struct{}
+	mu      sync.RWMutex
+	apps    map[string]map[string]*liveWorker
+	lastPut time.Time // when the watch last delivered a heartbeat (this server's clock)
+	ready   chan struct{}
 	// gone is told when a worker leaves (expired or deleted).
 	gone func(app, workerID string)
 }
@@ -33,8 +34,10 @@ func newRegistry() *registry {
 	return &registry{apps: map[string]map[string]*liveWorker{}, ready: make(chan struct{})}
 }
 
-// run applies watch events until ctx ends.
-func (r *registry) run(ctx context.Context, w njs.KeyWatcher) {
+// run applies watch events until ctx ends. A signal on renew replaces the
+// watch with a new one (after a NATS reconnect the old one may be silent
+// for seconds); the new one replays the live entries.
+func (r *registry) run(ctx context.Context, open func(context.Context) (njs.KeyWatcher, error), w njs.KeyWatcher, renew <-chan struct{}) {
 	defer func() { _ = w.Stop() }()
 	once := sync.OnceFunc(func() { close(r.ready) })
 	defer once()
@@ -42,6 +45,13 @@ func (r *registry) run(ctx context.Context, w njs.KeyWatcher) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-renew:
+			nw, err := open(ctx)
+			if err != nil {
+				continue // the next reconnect, or the old watch, carries on
+			}
+			_ = w.Stop()
+			w = nw
 		case e, ok := <-w.Updates():
 			if !ok {
 				return
@@ -70,6 +80,13 @@ func (r *registry) run(ctx context.Context, w njs.KeyWatcher) {
 	}
 }
 
+// heardSince reports whether the watch has delivered a heartbeat since t.
+func (r *registry) heardSince(t time.Time) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return !r.lastPut.Before(t)
+}
+
 func (r *registry) put(app, id string, w *liveWorker) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -79,6 +96,7 @@ func (r *registry) put(app, id string, w *liveWorker) {
 		r.apps[app] = m
 	}
 	m[id] = w
+	r.lastPut = w.seen
 }
 
 func (r *registry) remove(app, id string) {

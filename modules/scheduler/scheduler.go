@@ -83,8 +83,10 @@ type Scheduler struct {
 
 	inst *instanceTracker // the only writer of instance records
 
-	mu   sync.Mutex
-	apps map[string]*appTriggers
+	mu          sync.Mutex
+	apps        map[string]*appTriggers
+	acquiredAt  map[string]time.Time // when this server took each app (see grace.go)
+	connectedAt time.Time            // when the NATS connection was last (re)established
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,7 +97,7 @@ type Scheduler struct {
 func New(cfg Config, srv *server.Server) *Scheduler {
 	cfg.fill()
 	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(),
-		apps: map[string]*appTriggers{}, clock: cfg.Clock, fireSlots: make(chan struct{}, cfg.FireConcurrency)}
+		apps: map[string]*appTriggers{}, acquiredAt: map[string]time.Time{}, clock: cfg.Clock, fireSlots: make(chan struct{}, cfg.FireConcurrency)}
 	s.reg.gone = s.workerGone
 	srv.AddPlugin(s)
 	srv.AddHook(s)
@@ -117,16 +119,18 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
-	w, err := srv.Workers().Watch(context.Background(), "")
+	open := func(ctx context.Context) (njs.KeyWatcher, error) { return srv.Workers().Watch(ctx, "") }
+	w, err := open(context.Background())
 	if err != nil {
 		return err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = rctx, cancel
+	renew := s.watchConnection(srv.Conn().NC())
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.reg.run(rctx, w)
+		s.reg.run(rctx, open, w, renew)
 	}()
 	select {
 	case <-s.reg.ready:
@@ -191,23 +195,47 @@ func (s *Scheduler) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Mess
 	if err := s.owner(req.App); err != nil {
 		return nil, err
 	}
-	in, err := s.RunOnce(ctx, req.App, req.Job, req.Params, req.Selection)
+	in, err := s.runOnce(ctx, &req)
 	if err != nil {
 		return nil, err
 	}
 	return &subjects.RunJobReply{InstanceID: in.ID, TrackerWorker: in.TrackerWorker}, nil
 }
 
-// RunOnce creates an instance of job and dispatches it. The instance is
-// returned even when no worker took it (it is then FAILED with the reason).
-func (s *Scheduler) RunOnce(ctx context.Context, app string, job subjects.JobSpec, params string, sel subjects.Selection) (*jetstream.Instance, error) {
-	now := time.Now().UnixMilli()
-	t, err := s.create(ctx, &jetstream.Instance{ID: nuid.Next(), App: app, JobID: job.JobID, Job: job, Params: params, Selection: sel, ExpectedMS: now})
+// runOnce creates an instance of req's job and dispatches it. The
+// instance is returned even when no worker took it (it is then FAILED
+// with the reason). With an idempotency key the instance id is the key,
+// and a repeat of the request returns that instance instead of running
+// the job again.
+func (s *Scheduler) runOnce(ctx context.Context, req *subjects.RunJob) (*jetstream.Instance, error) {
+	id := req.Key
+	if id == "" {
+		id = nuid.Next()
+	}
+	t, err := s.create(ctx, &jetstream.Instance{ID: id, App: req.App, JobID: req.Job.JobID, Job: req.Job, Params: req.Params,
+		Selection: req.Selection, ExpectedMS: time.Now().UnixMilli()})
+	if req.Key != "" && errors.Is(err, jetstream.ErrExists) {
+		return s.repeated(ctx, req.App, id)
+	}
 	if err != nil {
 		return nil, err
 	}
 	s.dispatch(ctx, t, false)
 	return t.snapshot(), nil
+}
+
+// repeated answers a repeat of a keyed run with the instance the first
+// one created.
+func (s *Scheduler) repeated(ctx context.Context, app, id string) (*jetstream.Instance, error) {
+	t, err := s.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rec := t.snapshot()
+	if rec.App != app {
+		return nil, subjects.Errorf(subjects.CodeConflict, "idempotency key %s was used by app %s; use a new key", id, rec.App)
+	}
+	return rec, nil
 }
 
 // create stores a new instance (WAITING_DISPATCH unless the caller

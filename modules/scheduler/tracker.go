@@ -200,7 +200,7 @@ func (it *instanceTracker) apply(t *tracked, fn func(*jetstream.Instance) bool) 
 		if it.active[next.ID] == t {
 			it.dropLocked(next.ID, next.JobID)
 		}
-		it.ended.add(&jetstream.Instance{ID: next.ID, App: next.App, JobID: next.JobID, State: next.State, Epoch: next.Epoch, RunCount: next.RunCount, FinishedMS: next.FinishedMS, Result: next.Result})
+		it.ended.add(&jetstream.Instance{ID: next.ID, App: next.App, JobID: next.JobID, TrackerWorker: next.TrackerWorker, State: next.State, Epoch: next.Epoch, RunCount: next.RunCount, FinishedMS: next.FinishedMS, Result: next.Result})
 		it.mu.Unlock()
 	}
 	t.mu.Unlock()

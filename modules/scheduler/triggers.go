@@ -70,6 +70,7 @@ func (s *Scheduler) Acquired(app string) {
 		old.cancel()
 	}
 	s.apps[app] = at
+	s.acquiredAt[app] = time.Now()
 	s.mu.Unlock()
 	at.wg.Add(1)
 	go at.run()

@@ -26,6 +26,21 @@ func WithAuth(user, pass string) Option {
 	return func(o *server.Options) { o.Username, o.Password = user, pass }
 }
 
+// WithStore keeps JetStream's files in dir (a restarted server on the same
+// dir finds its streams again).
+func WithStore(dir string) Option {
+	return func(o *server.Options) { o.StoreDir = dir }
+}
+
+// WithPort listens on port (a restarted server on the same port is found
+// again by its clients' reconnects).
+func WithPort(port int) Option {
+	return func(o *server.Options) { o.Port = port }
+}
+
+// Port is the client port s listens on.
+func Port(s *server.Server) int { return s.Addr().(*net.TCPAddr).Port }
+
 // Server starts a JetStream server on a random port and returns it.
 func Server(t testing.TB, opts ...Option) *server.Server {
 	t.Helper()

@@ -1,0 +1,90 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// A worker missing from the registry is gone only if this server could
+// have heard it: it has been connected to NATS, and has owned the app, for
+// at least one worker TTL. Right after an outage (NATS restarted, the
+// registry entries expired meanwhile) or a takeover, every worker looks
+// gone until its next heartbeat; failing their instances then would fail
+// work that is still running (finding 3 of issue 8). Such a decision waits
+// until the TTL has passed and is taken again with what is known then.
+// Times are this server's own clock (no comparison across machines).
+
+// watchConnection records when the NATS connection was (re)established
+// and signals each reconnect on the returned channel (the registry renews
+// its watch then).
+func (s *Scheduler) watchConnection(nc *nats.Conn) <-chan struct{} {
+	s.markConnected()
+	ch := nc.StatusChanged(nats.CONNECTED)
+	renew := make(chan struct{}, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer nc.RemoveStatusListener(ch)
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+				s.markConnected()
+				select {
+				case renew <- struct{}{}:
+				default: // one pending renewal is enough
+				}
+			}
+		}
+	}()
+	return renew
+}
+
+func (s *Scheduler) markConnected() {
+	s.mu.Lock()
+	s.connectedAt = time.Now()
+	s.mu.Unlock()
+}
+
+// absenceTrusted returns when an absence from app's registry starts to
+// mean that the worker is gone.
+func (s *Scheduler) absenceTrusted(app string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	since := s.connectedAt
+	if at := s.acquiredAt[app]; at.After(since) {
+		since = at
+	}
+	return since.Add(s.ttl)
+}
+
+// whenGone runs fail once worker is known to be gone: now if absence is
+// trusted already, otherwise when it is (and the registry has heard some
+// heartbeat since the connection was last established, so the watch is
+// known to be live), and only if the worker has not heartbeated meanwhile.
+func (s *Scheduler) whenGone(app, worker string, fail func()) {
+	s.mu.Lock()
+	connected := s.connectedAt
+	s.mu.Unlock()
+	wait := time.Until(s.absenceTrusted(app))
+	// Heard nothing at all for three TTLs of connection: every worker is
+	// gone, not merely unheard.
+	if wait <= 0 && (s.reg.heardSince(connected) || time.Since(connected) > 3*s.ttl) {
+		fail()
+		return
+	}
+	wait = max(wait, s.ttl/4)
+	s.log.Info("worker not heard since (re)connecting or taking the app over; deciding later",
+		"app", app, "worker_id", worker, "wait", wait.Round(time.Millisecond))
+	time.AfterFunc(wait, func() {
+		if s.ctx.Err() != nil || s.reg.isAlive(app, worker, s.ttl) {
+			return
+		}
+		s.whenGone(app, worker, fail)
+	})
+}
