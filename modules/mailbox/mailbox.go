@@ -262,7 +262,14 @@ func (r *Router) Stop(ctx context.Context) error {
 		return nil
 	default:
 	}
+	offline := !r.conn.NC().IsConnected()
 	for _, s := range r.subs {
+		if offline {
+			// A drain cannot complete without the server: nothing more
+			// arrives anyway, and replies could not be sent.
+			_ = s.Unsubscribe()
+			continue
+		}
 		_ = s.Drain()
 	}
 	// Drain is asynchronous: wait until the server has the UNSUB and what it

@@ -253,10 +253,23 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.Health.Draining()
 	_ = w.Health.Beat(ctx)
-	dctx, cancel := context.WithTimeout(ctx, w.cfg.DrainTimeout)
+	drain := w.cfg.DrainTimeout
+	offline := w.conn.NC() != nil && !w.conn.NC().IsConnected()
+	if offline {
+		// Results cannot be reported while NATS is unreachable: wait a
+		// little for it to come back, not the whole drain timeout, and
+		// say what is left behind (the server fails those instances over
+		// to other workers once it hears from them again).
+		drain = min(drain, offlineDrain)
+	}
+	dctx, cancel := context.WithTimeout(ctx, drain)
 	var errs []error
 	for _, d := range w.drainers {
 		if err := d.Drain(dctx); err != nil {
+			if offline {
+				w.log.Warn("stopping while NATS is unreachable: unreported results are left to the server's failover", "err", err)
+				continue
+			}
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}
 	}
@@ -265,6 +278,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.log.Info("worker stopped")
 	return errors.Join(errs...)
 }
+
+// offlineDrain bounds the drain of a worker stopping while NATS is down.
+const offlineDrain = 5 * time.Second
 
 func (w *Worker) stopSteps(ctx context.Context, last int) error {
 	var errs []error

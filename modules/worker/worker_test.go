@@ -314,3 +314,25 @@ func TestConfigValidateNamesField(t *testing.T) {
 	d.App = "demo"
 	require.NoError(t, d.Validate())
 }
+
+// Finding 8 of issue 8: with NATS down, a stopping worker does not wait
+// out its whole drain timeout nor fail: it says what it leaves behind and
+// stops.
+func TestStopWhileNATSDown(t *testing.T) {
+	e := setup(t)
+	cfg := testConfig("demo")
+	cfg.DrainTimeout = 30 * time.Second
+	w, err := New(cfg, e.conn, e.log, Options{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, w.Start(ctx))
+	e.ns.Shutdown()
+	e.ns.WaitForShutdown()
+	require.Eventually(t, func() bool { return !e.conn.NC().IsConnected() }, 10*time.Second, 10*time.Millisecond)
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer stopCancel()
+	t0 := time.Now()
+	require.NoError(t, w.Stop(stopCtx))
+	require.Less(t, time.Since(t0), offlineDrain+time.Second, "not the whole drain timeout")
+}
