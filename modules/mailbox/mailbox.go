@@ -262,7 +262,7 @@ func (r *Router) Stop(ctx context.Context) error {
 		return nil
 	default:
 	}
-	offline := !r.conn.NC().IsConnected()
+	offline := len(r.subs) > 0 && !r.conn.NC().IsConnected()
 	for _, s := range r.subs {
 		if offline {
 			// A drain cannot complete without the server: nothing more
