@@ -195,3 +195,23 @@ func slashRE(s string) (*regexp.Regexp, error) {
 	}
 	return regexp.Compile(s[1 : len(s)-1])
 }
+
+// extractBlock returns the first ```lang block of a README section.
+func extractBlock(readme, section, lang string) (string, error) {
+	_, after, ok := strings.Cut(readme, "\n## "+section+"\n")
+	if !ok {
+		return "", fmt.Errorf("README: no section %q", section)
+	}
+	if i := strings.Index(after, "\n## "); i >= 0 {
+		after = after[:i]
+	}
+	_, block, ok := strings.Cut(after, "```"+lang+"\n")
+	if !ok {
+		return "", fmt.Errorf("README: section %q has no ```%s block", section, lang)
+	}
+	block, _, ok = strings.Cut(block, "\n```")
+	if !ok {
+		return "", fmt.Errorf("README: section %q: unterminated ```%s block", section, lang)
+	}
+	return block + "\n", nil
+}

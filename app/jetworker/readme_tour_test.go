@@ -79,6 +79,26 @@ func TestReadmeTour(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // poll interval of an `eventually` step, not synchronisation
 		}
 	}
+	// The job definition example: every key parses and validates; its
+	// tags: [gpu] is rejected (no dev worker carries it), naming the field.
+	example, err := extractBlock(string(readme), "Job definition (YAML)", "yaml")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		yaml string
+		exit int
+		re   string
+	}{
+		{example, 1, `(?m)tags.*"gpu"`},
+		{strings.Replace(example, "tags: [gpu]", "tags: []", 1), 0, `^\S+\n$`},
+	} {
+		f := filepath.Join(dir, "job.yaml")
+		require.NoError(t, os.WriteFile(f, []byte(c.yaml), 0o600))
+		r := tourRun(t, root, "exec "+bin+" --nats "+url+" job create -f "+f)
+		require.Equal(t, c.exit, r.code, "job create -f (README example): stdout %s stderr %s", r.stdout, r.stderr)
+		require.Regexp(t, c.re, r.stdout+r.stderr)
+	}
+
 	for _, check := range pending {
 		g := check()
 		if g == "" {
