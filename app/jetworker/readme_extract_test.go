@@ -5,6 +5,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The README tour test reads README.md itself. Every ```sh block of the
@@ -214,4 +217,39 @@ func extractBlock(readme, section, lang string) (string, error) {
 		return "", fmt.Errorf("README: section %q: unterminated ```%s block", section, lang)
 	}
 	return block + "\n", nil
+}
+
+func TestExtractTour(t *testing.T) {
+	t.Parallel()
+	const head = "# x\n\n## Tour\n\n"
+	ok := head + "<!-- tour\nworkers --app demo: eventually; stdout /^w-\\S+ a;b/\n" +
+		"logs -f ID: background until /x/; pending exit 0 (issue 9)\n-->\n\n```sh\n" +
+		"go run ./app/jetworker workers --app demo   # comment\ngo run ./app/jetworker logs -f ID\n```\n\n## Next\n\n```sh\nanything\n```\n"
+	steps, err := extractTour(ok, "Tour")
+	require.NoError(t, err)
+	require.Len(t, steps, 2)
+	require.True(t, steps[0].eventually)
+	require.Equal(t, `^w-\S+ a;b`, steps[0].match[0].re.String())
+	require.Equal(t, "x", steps[1].until.String())
+	require.Equal(t, 0, *steps[1].pendExit)
+	require.Equal(t, "issue 9", steps[1].pendWhy)
+
+	for name, c := range map[string]struct{ readme, err string }{
+		"no section":    {head, `no section "Other"`},
+		"no annotation": {head + "```sh\ngo run ./app/jetworker workers\n```\n", "without a <!-- tour --> annotation"},
+		"count":         {head + "<!-- tour\nworkers: exit 0\n-->\n```sh\ngo run ./app/jetworker workers\ngo run ./app/jetworker app list\n```\n", "2 commands but its annotation 1"},
+		"key drift":     {head + "<!-- tour\nworkers: exit 0\n-->\n```sh\ngo run ./app/jetworker app list\n```\n", `"workers" does not describe`},
+		"compound":      {head + "<!-- tour\nworkers: exit 0\n-->\n```sh\ngo run ./app/jetworker workers && true\n```\n", "one command per tour line"},
+		"other line":    {head + "<!-- tour\n-->\n```sh\nls\n```\n", "tour lines start"},
+		"bad directive": {head + "<!-- tour\nworkers: shout /x/\n-->\n", "unknown directive"},
+		"pending alone": {head + "<!-- tour\nworkers: pending exit 0 (why)\n-->\n", "needs background until"},
+		"empty":         {head + "text\n", "has no tour"},
+	} {
+		section := "Tour"
+		if name == "no section" {
+			section = "Other"
+		}
+		_, err := extractTour(c.readme, section)
+		require.ErrorContains(t, err, c.err, name)
+	}
 }

@@ -54,6 +54,16 @@ func TestReadmeTour(t *testing.T) {
 		require.False(t, dev.exited(), "dev exited: %v\n%s", dev.err, dev.stderr)
 		return false
 	}, 30*time.Second, 50*time.Millisecond, "dev printed no NATS URL")
+	// Stop dev as Ctrl-C would (start's cleanup, which runs after this one,
+	// kills it), so that it removes its temporary store.
+	t.Cleanup(func() {
+		_ = dev.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-dev.done:
+		case <-time.After(20 * time.Second):
+			t.Errorf("dev did not exit within 20s of SIGTERM")
+		}
+	})
 
 	vars := map[string]string{}
 	var pending []func() string // checked at the end, so that a gap does not hold up the tour
