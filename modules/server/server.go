@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/handler"
+	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/subjects"
 )
 
