@@ -4,7 +4,7 @@
 //
 // Typed turns a function of a typed request into a Func: it decodes the
 // msgpack body (subjects.Unmarshal, which also calls the request's
-// Validate), runs an optional owner check, then the function. Serve runs a
+// Validate), runs an optional owner check, then the function. Handle runs a
 // Func on one message: it recovers a panic into a CodeInternal reply
 // (logged at error level with the subject and the stack), maps the error
 // to a typed wire error (subjects.Error) whose message is for people, and

@@ -76,7 +76,9 @@ func setup(t *testing.T, fn handler.Func) *env {
 	sub, err := srv.Subscribe("t.>", func(msg *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		handler.Serve(ctx, log, fn, msg, nil)
+		if answer, _ := handler.Handle(ctx, log, fn, msg); answer != nil {
+			_ = msg.RespondMsg(answer)
+		}
 	})
 	require.NoError(t, err)
 	require.NoError(t, srv.Flush())
@@ -252,7 +254,7 @@ func TestTyped_OwnerCheck(t *testing.T) {
 	require.Equal(t, "mine", reply.App)
 }
 
-func TestServe_PublishWithBadInputIsLoggedNotAnswered(t *testing.T) {
+func TestHandle_PublishWithBadInputIsLoggedNotAnswered(t *testing.T) {
 	t.Parallel()
 	e := typedEnv(t)
 	// Publishes have no reply subject: bad ones can only be logged.
@@ -276,10 +278,10 @@ func TestServe_PublishWithBadInputIsLoggedNotAnswered(t *testing.T) {
 	require.Equal(t, "demo", reply.App)
 }
 
-func TestServe_Deferred(t *testing.T) {
+func TestHandle_Deferred(t *testing.T) {
 	t.Parallel()
 	e := setup(t, func(_ context.Context, msg *nats.Msg) (subjects.Message, error) {
-		// Answer later, outside Serve, as a durable write would.
+		// Answer later, outside Handle, as a durable write would.
 		go func() { _ = rpc.Respond(msg, &subjects.AssertReply{App: "later", AppID: 1}, nil) }()
 		return nil, fmt.Errorf("wait for the store: %w", handler.ErrDeferred)
 	})
@@ -288,7 +290,7 @@ func TestServe_Deferred(t *testing.T) {
 	require.Equal(t, "later", reply.App, "the deferred answer is the only one")
 }
 
-func TestServe_NilReplyToRequestIsInternal(t *testing.T) {
+func TestHandle_NilReplyToRequestIsInternal(t *testing.T) {
 	t.Parallel()
 	e := setup(t, func(context.Context, *nats.Msg) (subjects.Message, error) { return nil, nil })
 	_, typed := request(t, e.nc, "t.nil", nil)

@@ -25,17 +25,19 @@ type Outcome struct {
 	Panicked bool
 }
 
-// Serve runs fn on msg and answers it when it is a request: the reply, or
-// the error mapped by WireError. respond sends the answer; nil means
-// msg.RespondMsg (msg must then come from a subscription). A panic in fn is
+// Handle runs fn on msg and returns the answer to send when msg is a
+// request: the reply, or the error mapped by WireError, addressed to
+// msg.Reply. The answer is nil for a publish and for a deferred reply. The
+// caller counts the Outcome first and then sends the answer, so that a
+// peer that got the answer sees the counters updated. A panic in fn is
 // recovered and answered with CodeInternal. Malformed input is logged at
 // warn level and internal errors at error level, each with the subject and
-// a ref that is also in the message sent back, so that a user's report can
-// be found in the log. Serve never panics itself.
-func Serve(ctx context.Context, log *slog.Logger, fn Func, msg *nats.Msg, respond func(*nats.Msg) error) Outcome {
+// a ref that is also in the answer, so that a user's report can be found
+// in the log. Handle never panics itself.
+func Handle(ctx context.Context, log *slog.Logger, fn Func, msg *nats.Msg) (*nats.Msg, Outcome) {
 	reply, err, panicked := call(ctx, log, fn, msg)
 	if errors.Is(err, ErrDeferred) {
-		return Outcome{Deferred: true}
+		return nil, Outcome{Deferred: true}
 	}
 	var data []byte
 	if err == nil && msg.Reply != "" {
@@ -57,20 +59,14 @@ func Serve(ctx context.Context, log *slog.Logger, fn Func, msg *nats.Msg, respon
 		out.Code = wire.Code
 	}
 	if msg.Reply == "" {
-		return out
+		return nil, out
 	}
 	answer := &nats.Msg{Subject: msg.Reply, Data: data, Header: nats.Header{}}
 	if wire != nil {
 		answer = rpc.Encode(nil, wire)
 		answer.Subject = msg.Reply
 	}
-	if respond == nil {
-		respond = msg.RespondMsg
-	}
-	if rerr := respond(answer); rerr != nil {
-		log.Debug("reply", "subject", msg.Subject, "err", rerr)
-	}
-	return out
+	return answer, out
 }
 
 // call runs fn, turning a panic into an internal error that carries a ref.

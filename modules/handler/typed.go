@@ -10,13 +10,13 @@ import (
 )
 
 // Func handles one message and returns the reply for a request (ignored for
-// a publish) or an error, which Serve turns into a typed error reply.
+// a publish) or an error, which Handle turns into a typed error reply.
 // server.Endpoint.Handler and mailbox.Handler have this shape.
 type Func func(ctx context.Context, msg *nats.Msg) (subjects.Message, error)
 
 // ErrDeferred is returned by a Func that answers the request itself later
-// (with rpc.Respond), for example once a durable write completes. Serve
-// sends nothing for it.
+// (with rpc.Respond), for example once a durable write completes. Handle
+// builds no answer for it.
 var ErrDeferred = errors.New("handler: reply deferred")
 
 // OwnerCheck returns nil when this process may handle requests for app,

@@ -213,7 +213,7 @@ func (r *Router) handle(b *box, msg *nats.Msg) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.HandlerTimeout)
-	out := handler.Serve(ctx, r.log, h, msg, nil)
+	answer, out := handler.Handle(ctx, r.log, h, msg)
 	cancel()
 	switch out.Code {
 	case "":
@@ -224,6 +224,12 @@ func (r *Router) handle(b *box, msg *nats.Msg) {
 		// A stub route: nothing here handles it, like an unrouted one.
 		r.unrouted.Add(1)
 		r.log.Warn("message not handled", "subject", msg.Subject, "code", out.Code)
+	}
+	if answer == nil {
+		return
+	}
+	if err := msg.RespondMsg(answer); err != nil {
+		r.log.Debug("reply", "subject", msg.Subject, "err", err)
 	}
 }
 

@@ -62,7 +62,7 @@ type Endpoint struct {
 	Name    string
 	Subject string // may contain wildcards
 	Queue   string // queue group; empty means subjects.ServerQueue
-	// Handler serves one message through handler.Serve (panic recovery,
+	// Handler serves one message through handler.Handle (panic recovery,
 	// typed error replies); handler.Typed builds one from a typed function.
 	Handler func(ctx context.Context, msg *nats.Msg) (subjects.Message, error)
 	// Concurrency > 0 runs up to that many requests at once (each on its
@@ -198,12 +198,16 @@ func (s *Server) addEndpoint(e Endpoint) error {
 	serve := func(r micro.Request) {
 		msg := &nats.Msg{Subject: r.Subject(), Reply: r.Reply(), Data: r.Data(), Header: nats.Header(r.Headers())}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		out := handler.Serve(ctx, s.log, e.Handler, msg, func(m *nats.Msg) error {
-			return r.Respond(m.Data, micro.WithHeaders(micro.Headers(m.Header)))
-		})
+		answer, out := handler.Handle(ctx, s.log, e.Handler, msg)
+		cancel()
 		if out.Code == subjects.CodeBadRequest {
 			s.badMessages.Add(1)
+		}
+		if answer == nil {
+			return
+		}
+		if err := r.Respond(answer.Data, micro.WithHeaders(micro.Headers(answer.Header))); err != nil {
+			s.log.Warn("respond", "subject", r.Subject(), "err", err)
 		}
 	}
 	h := micro.HandlerFunc(func(r micro.Request) {
