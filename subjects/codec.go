@@ -70,35 +70,40 @@ func Marshal(m Message) ([]byte, error) {
 // version or a newer one; checked before the fields are decoded) or
 // ErrInvalid (a required field is missing or out of range). Unknown fields
 // are ignored so that older receivers accept newer minor additions. Decode
-// into a fresh value: fields absent from data keep what m held.
+// into a fresh value: fields absent from data keep what m held. The error
+// is a *DecodeError (errors.As) whose Describe names the field at fault.
 func Unmarshal(data []byte, m Message) error {
 	if m == nil {
 		return errNilMessage
 	}
+	fail := func(kind error, reason string, cause error) error {
+		return &DecodeError{Kind: kind, Type: fmt.Sprintf("%T", m), Reason: reason, Err: cause}
+	}
 	if len(data) > MaxMessageSize {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
+		return fail(ErrTooLarge, fmt.Sprintf("the message is %d bytes, the limit is %d", len(data), MaxMessageSize), nil)
 	}
 	if len(data) == 0 {
-		return fmt.Errorf("%w: empty payload for %T", ErrMalformed, m)
+		return fail(ErrMalformed, "the message is empty", nil)
 	}
 	// Check the shape and the version before decoding: see scanMessage.
 	ver, err := scanMessage(data)
 	if err != nil {
-		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, err)
+		return fail(ErrMalformed, "the message is not one msgpack map: "+err.Error(), err)
 	}
 	switch {
 	case !ver.found || ver.ok && ver.value == 0:
-		return fmt.Errorf("%w: %T has no version field", ErrVersion, m)
+		return fail(ErrVersion, `the message has no protocol version (field "v")`, nil)
 	case !ver.ok:
-		return fmt.Errorf("%w: %T has a version that is not a non-negative integer", ErrVersion, m)
+		return fail(ErrVersion, `the protocol version (field "v") is not a non-negative integer`, nil)
 	case ver.value > uint64(Version):
-		return fmt.Errorf("%w: %T has version %d, this build speaks %d", ErrVersion, m, ver.value, Version)
+		return fail(ErrVersion, fmt.Sprintf("the message speaks protocol version %d, this build speaks %d", ver.value, Version), nil)
 	}
 	if err := msgpack.NewDecoder(bytes.NewReader(data)).Decode(m); err != nil {
-		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, err)
+		field, reason := locateField(data, m)
+		return &DecodeError{Kind: ErrMalformed, Type: fmt.Sprintf("%T", m), Field: field, Reason: reason, Err: err}
 	}
 	if err := m.Validate(); err != nil {
-		return fmt.Errorf("%w: %T: %w", ErrInvalid, m, err)
+		return fail(ErrInvalid, err.Error(), err)
 	}
 	return nil
 }

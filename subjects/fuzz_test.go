@@ -98,6 +98,9 @@ func fuzzDecoder[T any, PT interface {
 			code := subjects.CodeOf(err)
 			require.Contains(t, []subjects.Code{subjects.CodeBadRequest, subjects.CodeTooLarge}, code,
 				"decode error %v maps to %s", err, code)
+			var de *subjects.DecodeError
+			require.ErrorAs(t, err, &de, "decode errors are DecodeErrors")
+			require.NotContains(t, de.Describe(), "subjects.", "no Go type names for people")
 			return
 		}
 		b1, err := subjects.Marshal(PT(&first))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/jetworker/jetworker/modules/handler"
 	"github.com/jetworker/jetworker/modules/identity"
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/rpc"
@@ -24,8 +25,9 @@ import (
 )
 
 // Handler handles one message. It returns the reply for requests (nil for
-// none) or an error, which becomes a typed error reply.
-type Handler func(ctx context.Context, msg *nats.Msg) (subjects.Message, error)
+// none) or an error, which becomes a typed error reply. handler.Typed
+// builds one from a function of the decoded request.
+type Handler = handler.Func
 
 // Route binds a mailbox verb to a handler. Verb "*" catches every verb of
 // the mailbox not routed explicitly.
@@ -71,8 +73,9 @@ type box struct {
 }
 
 // ErrDeferred is returned by a handler that will answer the request itself
-// later (with rpc.Respond), for example once a durable write completes.
-var ErrDeferred = errors.New("mailbox: reply deferred")
+// later (with rpc.Respond), for example once a durable write completes. It
+// is handler.ErrDeferred.
+var ErrDeferred = handler.ErrDeferred
 
 // ErrDuplicateRoute is returned for two handlers on one mailbox verb.
 var ErrDuplicateRoute = errors.New("mailbox: duplicate route")
@@ -210,39 +213,24 @@ func (r *Router) handle(b *box, msg *nats.Msg) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.HandlerTimeout)
-	reply, err := r.call(ctx, h, msg)
+	answer, out := handler.Handle(ctx, r.log, h, msg)
 	cancel()
-	if errors.Is(err, ErrDeferred) {
+	switch out.Code {
+	case "":
 		r.handled.Add(1)
+	case subjects.CodeBadRequest, subjects.CodeTooLarge:
+		r.malformed.Add(1)
+	case subjects.CodeNotImplemented, subjects.CodeNoHandler:
+		// A stub route: nothing here handles it, like an unrouted one.
+		r.unrouted.Add(1)
+		r.log.Warn("message not handled", "subject", msg.Subject, "code", out.Code)
+	}
+	if answer == nil {
 		return
 	}
-	if err != nil {
-		switch code := subjects.CodeOf(err); code {
-		case subjects.CodeBadRequest:
-			r.malformed.Add(1)
-			r.log.Warn("malformed message", "subject", msg.Subject, "err", err)
-		case subjects.CodeNotImplemented, subjects.CodeNoHandler:
-			// A stub route: nothing here handles it, like an unrouted one.
-			r.unrouted.Add(1)
-			r.log.Warn("message not handled", "subject", msg.Subject, "code", code, "err", err)
-		}
-	} else {
-		r.handled.Add(1)
+	if err := msg.RespondMsg(answer); err != nil {
+		r.log.Debug("reply", "subject", msg.Subject, "err", err)
 	}
-	if rerr := rpc.Respond(msg, reply, err); rerr != nil {
-		r.log.Debug("reply", "subject", msg.Subject, "err", rerr)
-	}
-}
-
-// call runs a handler, turning a panic into an internal error.
-func (r *Router) call(ctx context.Context, h Handler, msg *nats.Msg) (reply subjects.Message, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			r.log.Error("handler panic", "subject", msg.Subject, "panic", p)
-			reply, err = nil, subjects.Errorf(subjects.CodeInternal, "handler panic: %v", p)
-		}
-	}()
-	return h(ctx, msg)
 }
 
 func (r *Router) unsubscribe() {

@@ -84,7 +84,9 @@ func Retry(ctx context.Context, nc *nats.Conn, subject string, req, reply subjec
 }
 
 // Encode marshals a reply, or a typed error when err is not nil. Errors
-// that are not *subjects.Error are mapped with subjects.CodeOf.
+// that are not *subjects.Error are mapped with subjects.CodeOf. Handlers
+// served by handler.Serve get its fuller mapping (handler.WireError);
+// Encode is for replies sent outside it (deferred replies).
 func Encode(reply subjects.Message, err error) *nats.Msg {
 	out := &nats.Msg{Header: nats.Header{}}
 	if err == nil {
@@ -96,7 +98,12 @@ func Encode(reply subjects.Message, err error) *nats.Msg {
 		err = merr
 	}
 	var e *subjects.Error
-	if !errors.As(err, &e) {
+	var de *subjects.DecodeError
+	switch {
+	case errors.As(err, &e):
+	case errors.As(err, &de): // for people: the field, no Go type name
+		e = &subjects.Error{Code: subjects.CodeOf(err), Message: "bad request: " + de.Describe()}
+	default:
 		e = &subjects.Error{Code: subjects.CodeOf(err), Message: err.Error()}
 	}
 	out.Header.Set(subjects.HeaderError, string(e.Code))

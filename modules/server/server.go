@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/handler"
 	"github.com/jetworker/jetworker/modules/natsconn"
-	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -62,6 +62,8 @@ type Endpoint struct {
 	Name    string
 	Subject string // may contain wildcards
 	Queue   string // queue group; empty means subjects.ServerQueue
+	// Handler serves one message through handler.Handle (panic recovery,
+	// typed error replies); handler.Typed builds one from a typed function.
 	Handler func(ctx context.Context, msg *nats.Msg) (subjects.Message, error)
 	// Concurrency > 0 runs up to that many requests at once (each on its
 	// own goroutine); beyond it the subscription waits. Zero handles
@@ -162,10 +164,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.svc = svc
 	eps := []Endpoint{
-		{Name: "assert", Subject: subjects.Assert("*"), Handler: s.handleAssert},
-		{Name: "acquire", Subject: subjects.Acquire("*"), Handler: s.handleAcquire},
+		{Name: "assert", Subject: subjects.Assert("*"), Handler: handler.Typed(s.handleAssert)},
+		{Name: "acquire", Subject: subjects.Acquire("*"), Handler: handler.Typed(s.handleAcquire)},
 		// Per-server subjects: a queue group of one, the server itself.
-		{Name: "heartbeat", Subject: subjects.HeartbeatSubject("*", s.cfg.ID), Queue: s.cfg.ID, Handler: s.handleHeartbeat},
+		{Name: "heartbeat", Subject: subjects.HeartbeatSubject("*", s.cfg.ID), Queue: s.cfg.ID, Handler: handler.Typed(s.handleHeartbeat)},
 	}
 	for _, e := range append(eps, s.endpts...) {
 		if err := s.addEndpoint(e); err != nil {
@@ -196,21 +198,16 @@ func (s *Server) addEndpoint(e Endpoint) error {
 	serve := func(r micro.Request) {
 		msg := &nats.Msg{Subject: r.Subject(), Reply: r.Reply(), Data: r.Data(), Header: nats.Header(r.Headers())}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		reply, err := e.Handler(ctx, msg)
+		answer, out := handler.Handle(ctx, s.log, e.Handler, msg)
 		cancel()
-		if err != nil {
-			var typed *subjects.Error
-			if errors.As(err, &typed) && typed.Code == subjects.CodeBadRequest || subjects.CodeOf(err) == subjects.CodeBadRequest {
-				s.badMessages.Add(1)
-				s.log.Warn("bad message", "subject", r.Subject(), "err", err)
-			}
+		if out.Code == subjects.CodeBadRequest {
+			s.badMessages.Add(1)
 		}
-		if r.Reply() == "" {
+		if answer == nil {
 			return
 		}
-		out := rpc.Encode(reply, err)
-		if rerr := r.Respond(out.Data, micro.WithHeaders(micro.Headers(out.Header))); rerr != nil {
-			s.log.Warn("respond", "subject", r.Subject(), "err", rerr)
+		if err := r.Respond(answer.Data, micro.WithHeaders(micro.Headers(answer.Header))); err != nil {
+			s.log.Warn("respond", "subject", r.Subject(), "err", err)
 		}
 	}
 	h := micro.HandlerFunc(func(r micro.Request) {
@@ -258,47 +255,43 @@ func (s *Server) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *Server) handleAssert(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.AssertRequest
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
+// CheckOwner is the owner check for handler.Owner: nil when this server
+// holds app's lease, else a CodeNotOwner error saying whom to ask.
+func (s *Server) CheckOwner(app string) error {
+	if s.own == nil || !s.own.Owns(app) {
+		return subjects.Errorf(subjects.CodeNotOwner, "server %s does not own app %s; ask %s again", s.cfg.ID, app, subjects.Acquire(app))
 	}
+	return nil
+}
+
+func (s *Server) handleAssert(ctx context.Context, req *subjects.AssertRequest) (subjects.Message, error) {
 	app, err := s.apps.Get(ctx, req.App)
 	if errors.Is(err, jetstream.ErrNotFound) {
 		return nil, subjects.Errorf(subjects.CodeUnknownApp, "app %q is not registered (create it with: jetworker app create %s)", req.App, req.App)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("look up app %s: %w", req.App, err)
 	}
 	return &subjects.AssertReply{App: app.Name, AppID: app.ID}, nil
 }
 
-func (s *Server) handleAcquire(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.AcquireRequest
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Server) handleAcquire(ctx context.Context, req *subjects.AcquireRequest) (subjects.Message, error) {
 	if _, err := s.apps.Get(ctx, req.App); err != nil {
 		if errors.Is(err, jetstream.ErrNotFound) {
 			return nil, subjects.Errorf(subjects.CodeUnknownApp, "app %q is not registered", req.App)
 		}
-		return nil, err
+		return nil, fmt.Errorf("look up app %s: %w", req.App, err)
 	}
 	owner, err := s.own.Acquire(ctx, req.App)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("acquire app %s: %w", req.App, err)
 	}
 	return &subjects.AcquireReply{ServerID: owner}, nil
 }
 
-func (s *Server) handleHeartbeat(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var hb subjects.Heartbeat
-	if err := subjects.Unmarshal(msg.Data, &hb); err != nil {
-		return nil, err
-	}
-	if err := s.workers.Put(ctx, &hb); err != nil {
-		s.log.Warn("store heartbeat", "worker_id", hb.WorkerID, "err", err)
-		return nil, err
+func (s *Server) handleHeartbeat(ctx context.Context, hb *subjects.Heartbeat) (subjects.Message, error) {
+	if err := s.workers.Put(ctx, hb); err != nil {
+		return nil, fmt.Errorf("store heartbeat of worker %s: %w", hb.WorkerID, err)
 	}
 	return &subjects.AcquireReply{ServerID: s.cfg.ID}, nil
 }

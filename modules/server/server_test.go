@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/jetworker/jetworker/modules/handler"
 	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/modules/server"
@@ -233,4 +234,61 @@ func TestConfig_Validate(t *testing.T) {
 		_, err = server.New(cfg, nil, nil)
 		require.ErrorContains(t, err, field, "New validates")
 	}
+}
+
+// A typed endpoint that panics answers CodeInternal, concurrently or not,
+// and the server keeps serving; the owner check refuses apps it does not own.
+func TestServer_TypedEndpointPanicAndOwner(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	ns := natstest.Server(t)
+	conn := natstest.Conn(t, ns)
+	s, err := server.New(server.Config{ID: "srv-p", LeasePeriod: time.Second, WorkerTTL: time.Second}, conn, natstest.Logger(t))
+	require.NoError(t, err)
+	echo := func(_ context.Context, req *subjects.AcquireRequest) (subjects.Message, error) {
+		if req.WorkerID == "boom" {
+			panic("kaboom")
+		}
+		return &subjects.AcquireReply{ServerID: req.WorkerID}, nil
+	}
+	appOf := func(r *subjects.AcquireRequest) string { return r.App }
+	s.AddEndpoint(server.Endpoint{Name: "echo", Subject: "jw.*.server.srv-p.echo", Handler: handler.Typed(echo)})
+	s.AddEndpoint(server.Endpoint{Name: "echo-many", Subject: "jw.*.server.srv-p.echo-many", Concurrency: 4, Handler: handler.Typed(echo)})
+	s.AddEndpoint(server.Endpoint{Name: "owned", Subject: "jw.*.server.srv-p.owned", Handler: handler.Typed(echo, handler.Owner(appOf, s.CheckOwner))})
+	require.NoError(t, s.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, s.Stop(context.Background())) })
+	_, err = s.Apps().Create(ctx, "demo", 1)
+	require.NoError(t, err)
+	nc, _ := natstest.Raw(t, ns)
+
+	var reply subjects.AcquireReply
+	for _, subj := range []string{"jw.demo.server.srv-p.echo", "jw.demo.server.srv-p.echo-many"} {
+		for range 3 {
+			err := rpc.Request(ctx, nc, subj, &subjects.AcquireRequest{App: "demo", WorkerID: "boom"}, &reply)
+			var typed *subjects.Error
+			require.ErrorAs(t, err, &typed, subj)
+			require.Equal(t, subjects.CodeInternal, typed.Code, subj)
+			require.NotContains(t, typed.Message, "kaboom", subj)
+		}
+		require.NoError(t, rpc.Request(ctx, nc, subj, &subjects.AcquireRequest{App: "demo", WorkerID: "w-1"}, &reply), "still serving "+subj)
+		require.Equal(t, "w-1", reply.ServerID)
+	}
+
+	// Malformed: bad_request naming the field, no Go type name; counted.
+	msg, err := nc.Request("jw.demo.server.srv-p.echo", rawMsgpack(t, map[string]any{"v": subjects.Version, "app": "demo", "worker_id": 5}), 5*time.Second)
+	require.NoError(t, err)
+	err = rpc.DecodeReply(msg, &reply)
+	var typed *subjects.Error
+	require.ErrorAs(t, err, &typed)
+	require.Equal(t, subjects.CodeBadRequest, typed.Code)
+	require.Contains(t, typed.Message, `field "worker_id" must be a string, got an integer`)
+	require.NotContains(t, typed.Message, "subjects.")
+	require.EqualValues(t, 1, s.BadMessages())
+
+	// Owner check: refused until this server owns the app.
+	err = rpc.Request(ctx, nc, "jw.demo.server.srv-p.owned", &subjects.AcquireRequest{App: "demo", WorkerID: "w-2"}, &reply)
+	require.ErrorIs(t, err, &subjects.Error{Code: subjects.CodeNotOwner})
+	require.NoError(t, rpc.Request(ctx, nc, subjects.Acquire("demo"), &subjects.AcquireRequest{App: "demo", WorkerID: "w-2"}, &reply))
+	require.NoError(t, rpc.Request(ctx, nc, "jw.demo.server.srv-p.owned", &subjects.AcquireRequest{App: "demo", WorkerID: "w-2"}, &reply))
+	require.Equal(t, "w-2", reply.ServerID)
 }
