@@ -76,8 +76,8 @@ func (c *checker) checkAcked(w *workload, recs map[string]*jwjs.Instance, bound 
 			continue
 		}
 		if !in.State.Final() {
-			c.add("final", id, "%s instance still %s %s after faults stopped (+%s): note=%q workers=%v tracker=%s last_seq=%d",
-				kind, in.State, "", bound, in.Note, in.Workers, in.TrackerWorker, in.LastSeq)
+			c.add("final", id, "%s instance still %s %s after faults stopped: note=%q workers=%v tracker=%s last_seq=%d",
+				kind, in.State, bound, in.Note, in.Workers, in.TrackerWorker, in.LastSeq)
 		}
 		if kind == "mapreduce" && in.State == subjects.InstanceSucceeded && in.Result != primesWant {
 			c.add("mapreduce", id, "SUCCEEDED with %q, want %q", in.Result, primesWant)
@@ -151,7 +151,7 @@ func (c *checker) checkCron(ctx context.Context, w *workload) {
 		case enabled && len(recs) > 1:
 			c.add("cron", recs[0].ID, "second has %d records", len(recs))
 		case !enabled && len(recs) > 0 && recs[0].State != subjects.InstanceCanceled:
-			c.add("cron", recs[0].ID, "fired (%s) in a second the job was disabled", recs[0].State)
+			c.add("cron", recs[0].ID, "fired (%s, %q) in a second the job was disabled", recs[0].State, recs[0].Note+recs[0].Result)
 		}
 		if enabled && !near {
 			checked++
@@ -227,6 +227,35 @@ func stateCounts(w *workload, recs map[string]*jwjs.Instance) string {
 	var b strings.Builder
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %-28s %d\n", k, counts[k])
+	}
+	return b.String()
+}
+
+// failNotes lists the most common reasons of FAILED records, for the
+// summary (a failure under faults is not a violation by itself).
+func failNotes(recs map[string]*jwjs.Instance) string {
+	counts := map[string]int{}
+	for _, in := range recs {
+		if in != nil && in.State == subjects.InstanceFailed {
+			r := in.Result
+			if r == "" {
+				r = in.Note
+			}
+			if len(r) > 70 {
+				r = r[:70]
+			}
+			counts[r]++
+		}
+	}
+	keys := sortedKeys(counts)
+	sort.Slice(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] })
+	var b strings.Builder
+	b.WriteString("FAILED reasons:\n")
+	for i, k := range keys {
+		if i == 8 {
+			break
+		}
+		fmt.Fprintf(&b, "  %4d %s\n", counts[k], k)
 	}
 	return b.String()
 }

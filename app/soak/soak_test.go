@@ -81,6 +81,9 @@ func TestSoak(t *testing.T) {
 	reg, err := jwjs.OpenWorkers(ctx, js, 3*time.Second, 1)
 	require.NoError(t, err)
 	chk.checkWorkers(ctx, reg, app, 20*time.Second)
+	logs, err := jwjs.OpenLogs(ctx, js, jwjs.LogLimits{}, 1)
+	require.NoError(t, err)
+	marks := chk.checkMarks(ctx, logs, w, recs)
 	stopRSS()
 	chk.checkProcs(cl)
 
@@ -94,6 +97,8 @@ func TestSoak(t *testing.T) {
 		b.WriteString("  refused/no id " + k + ": " + itoa(n) + "\n")
 	}
 	w.mu.Unlock()
+	b.WriteString("mark lines counted: " + itoa(marks) + "\n")
+	b.WriteString(failNotes(recs))
 	b.WriteString("faults:")
 	for _, k := range sortedKeys(counts) {
 		b.WriteString(" " + k + "=" + itoa(counts[k]))

@@ -151,6 +151,11 @@ func (w *workload) run(ctx context.Context, wg *sync.WaitGroup) {
 		r, err := w.c.Run(ctx, w.app, subjects.JobSpec{Processor: "demo.hello", ExecuteType: subjects.ExecBroadcast}, "soak")
 		w.ack("broadcast", idOf(r), err)
 	})
+	w.every(ctx, wg, 500*time.Millisecond, func(ctx context.Context) {
+		p := fmt.Sprintf("%dms", 50+w.intN(2000))
+		r, err := w.c.Run(ctx, w.app, subjects.JobSpec{Processor: "demo.mark", ExecuteType: subjects.ExecStandalone}, p)
+		w.ack("mark", idOf(r), err)
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
