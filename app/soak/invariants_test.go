@@ -127,17 +127,20 @@ func (c *checker) checkCron(ctx context.Context, w *workload) {
 	if len(log) < 2 {
 		return
 	}
+	// near: a change within the fire lead and the second itself, or
+	// the state is unknown (a change failed), so the second is not checked.
 	enabledAt := func(sec int64) (enabled, near bool) {
 		t := time.Unix(sec, 0)
+		unknown := false
 		for _, ev := range log {
 			if ev.at.After(t.Add(-1500*time.Millisecond)) && ev.at.Before(t.Add(time.Second)) {
 				near = true
 			}
 			if !ev.at.After(t) {
-				enabled = ev.enabled
+				enabled, unknown = ev.enabled, ev.unknown
 			}
 		}
-		return enabled, near
+		return enabled, near || unknown
 	}
 	first, last := log[0].at.Unix()+3, log[len(log)-1].at.Unix()-2
 	checked := 0

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	jwjs "github.com/jetworker/jetworker/jetstream"
@@ -22,7 +23,7 @@ func (c *checker) checkMarks(ctx context.Context, logs *jwjs.Logs, w *workload, 
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := logs.Read(rctx, id, false, func(b *subjects.LogBatch) error {
 			for _, l := range b.Lines {
-				if l.Message == demo.MarkLine {
+				if strings.HasPrefix(l.Message, demo.MarkLine+" ") || l.Message == demo.MarkLine {
 					marks++
 				}
 			}

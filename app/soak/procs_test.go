@@ -185,7 +185,7 @@ func startCluster(t *testing.T, app string) *cluster {
 		id := fmt.Sprintf("srv-%d", i)
 		c.servers = append(c.servers, newProc(bin, logDir, id, serverEnv, "server", "--nats", c.natsURL, "--id", id))
 	}
-	workerEnv := []string{"JETWORKER_WORKER_HEALTH_INTERVAL=200ms", "JETWORKER_WORKER_DISCOVERY_INTERVAL=300ms"}
+	workerEnv := []string{"JETWORKER_WORKER_HEALTH_INTERVAL=200ms", "JETWORKER_WORKER_DISCOVERY_INTERVAL=300ms", "JETWORKER_WORKER_LOGS_FLUSH_INTERVAL=300ms"}
 	for i := range 3 {
 		c.workers = append(c.workers, newProc(bin, logDir, fmt.Sprintf("wrk-%d", i), workerEnv, "worker", "--app", app, "--nats", c.natsURL))
 	}

@@ -23,6 +23,7 @@ type jobEvent struct {
 	at      time.Time
 	enabled bool // the state after the change
 	edit    bool
+	unknown bool // a change failed: it may or may not have been applied
 }
 
 // workload drives API runs, batches, map-reduce, broadcast and scheduled
@@ -212,17 +213,13 @@ func (w *workload) changeCron(ctx context.Context) {
 	if saved != nil {
 		w.cron = saved
 	}
-	// A failed change may still have been applied: log it as an edit at
-	// that moment so the second is not checked, keep the old state.
+	// A failed change may still have been applied: the state is unknown
+	// (seconds are not checked) until the next change succeeds. The next
+	// change enables the job, so it ends in a known state.
 	if err != nil {
-		ev.enabled, ev.edit = on, true
-		if on {
-			// the job may now be disabled: stay conservative by
-			// logging a disabled state as well
-			w.cronLog = append(w.cronLog, jobEvent{at: ev.at, enabled: false, edit: true})
-			w.cronOn = false
-			return
-		}
+		w.cronLog = append(w.cronLog, jobEvent{at: ev.at, unknown: true})
+		w.cronOn = false
+		return
 	}
 	w.cronOn = ev.enabled
 	w.cronLog = append(w.cronLog, ev)
