@@ -3,7 +3,9 @@ package soak
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -261,4 +263,35 @@ func failNotes(recs map[string]*jwjs.Instance) string {
 		fmt.Fprintf(&b, "  %4d %s\n", counts[k], k)
 	}
 	return b.String()
+}
+
+// lostRe finds the worker an instance was failed for.
+var lostRe = regexp.MustCompile(`task tracker worker (\S+) (lost|gone)`)
+
+// checkFalseLost: an instance failed because its tracker worker was lost
+// or gone, yet that worker process was never killed nor paused (worker
+// ids carry the pid: w-<host>-<pid>-<suffix>), e.g. after a NATS restart.
+func (c *checker) checkFalseLost(cl *cluster, recs map[string]*jwjs.Instance) {
+	for id, in := range recs {
+		if in == nil || in.State != subjects.InstanceFailed {
+			continue
+		}
+		m := lostRe.FindStringSubmatch(in.Result + " " + in.Note)
+		if m == nil {
+			continue
+		}
+		parts := strings.Split(m[1], "-")
+		if len(parts) < 3 {
+			continue
+		}
+		pid, err := strconv.Atoi(parts[len(parts)-2])
+		if err != nil {
+			continue
+		}
+		for _, w := range cl.workers {
+			if w.undisturbed(pid) {
+				c.add("false-lost", id, "FAILED %q but worker %s (%s, pid %d) was never killed nor paused", m[0], m[1], w.name, pid)
+			}
+		}
+	}
 }

@@ -35,12 +35,12 @@ func (c *checker) checkMarks(ctx context.Context, logs *jwjs.Logs, w *workload, 
 			continue
 		}
 		counted += marks
-		allowed := 1
+		allowed, state, note := 1, "no record", ""
 		if in := recs[id]; in != nil {
-			allowed = in.InstanceRetries + 1
+			allowed, state, note = in.InstanceRetries+1, in.State.String(), in.Note
 		}
 		if marks > allowed {
-			c.add("marks", id, "processor ran %d times, retries allow %d", marks, allowed)
+			c.add("marks", id, "processor ran %d times, retries allow %d (record %s, note %q)", marks, allowed, state, note)
 		}
 	}
 	return counted

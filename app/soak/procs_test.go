@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ type proc struct {
 	stopped bool          // SIGSTOPped
 	starts  int
 	maxRSS  int64 // kB, over every run
+	// disturbed holds the pids this process had that were killed or
+	// paused: only those may legitimately look gone to a server.
+	disturbed map[int]bool
+	pids      []int
 }
 
 func newProc(bin, logDir, name string, env []string, args ...string) *proc {
@@ -94,6 +99,7 @@ func (p *proc) start() error {
 		close(done)
 	}()
 	p.cmd, p.done, p.stopped = cmd, done, false
+	p.pids = append(p.pids, cmd.Process.Pid)
 	return nil
 }
 
@@ -103,6 +109,9 @@ func (p *proc) kill() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.cmd, p.stopped = nil, false
+	if cmd != nil {
+		p.markDisturbed(cmd.Process.Pid)
+	}
 	p.mu.Unlock()
 	if cmd == nil {
 		return
@@ -121,7 +130,24 @@ func (p *proc) signal(sig syscall.Signal) error {
 		return fmt.Errorf("%s is not running", p.name)
 	}
 	p.stopped = sig == syscall.SIGSTOP
+	p.markDisturbed(p.cmd.Process.Pid)
 	return p.cmd.Process.Signal(sig)
+}
+
+// markDisturbed records a fault on pid; p.mu is held.
+func (p *proc) markDisturbed(pid int) {
+	if p.disturbed == nil {
+		p.disturbed = map[int]bool{}
+	}
+	p.disturbed[pid] = true
+}
+
+// undisturbed reports whether pid was one of p's and never killed or
+// paused.
+func (p *proc) undisturbed(pid int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Contains(p.pids, pid) && !p.disturbed[pid]
 }
 
 // exited reports whether the current process ended by itself.

@@ -77,6 +77,7 @@ func TestSoak(t *testing.T) {
 	var chk checker
 	chk.checkAcked(w, recs, time.Since(faultsEnd).Round(time.Second))
 	chk.checkHistory(steps)
+	chk.checkFalseLost(cl, recs)
 	chk.checkCron(ctx, w)
 	reg, err := jwjs.OpenWorkers(ctx, js, 3*time.Second, 1)
 	require.NoError(t, err)
