@@ -88,6 +88,7 @@ func (p *proc) start() error {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = f, f
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("start %s: %w", p.name, err)
@@ -202,7 +203,9 @@ func (c *cluster) all() []*proc {
 func startCluster(t *testing.T, app string) *cluster {
 	t.Helper()
 	bin := buildBinary(t)
-	logDir := t.TempDir()
+	// Child logs outlive a failed test, for the post-mortem.
+	logDir, err := os.MkdirTemp("", "jetworker-soak-")
+	require.NoError(t, err)
 	port := freePort(t)
 	c := &cluster{natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	c.nats = newProc(bin, logDir, "nats", nil, "nats", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--store-dir", t.TempDir())
@@ -220,8 +223,10 @@ func startCluster(t *testing.T, app string) *cluster {
 			p.kill()
 		}
 		if t.Failed() {
-			t.Logf("child logs in %s", logDir)
+			t.Logf("child logs kept in %s", logDir)
+			return
 		}
+		_ = os.RemoveAll(logDir)
 	})
 	require.NoError(t, c.nats.start())
 	waitTCP(t, port)
