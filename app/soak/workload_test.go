@@ -144,6 +144,21 @@ func (w *workload) run(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 	})
+	// Bursts of 1 s runs: many progress reports racing final ones.
+	w.every(ctx, wg, 8*time.Second, func(ctx context.Context) {
+		runs := make([]subjects.RunJob, 150)
+		for i := range runs {
+			runs[i] = subjects.RunJob{App: w.app, Job: sleep(), Params: "1s"}
+		}
+		res, err := w.c.RunMany(ctx, w.app, runs)
+		for i := range runs {
+			if i < len(res) && res[i].Error == nil {
+				w.ack("burst", res[i].InstanceID, nil)
+			} else {
+				w.ack("burst", "", err)
+			}
+		}
+	})
 	w.every(ctx, wg, 4*time.Second, func(ctx context.Context) {
 		r, err := w.c.Run(ctx, w.app, subjects.JobSpec{Processor: "demo.primes", ExecuteType: subjects.ExecMapReduce}, primesN)
 		w.ack("mapreduce", idOf(r), err)
