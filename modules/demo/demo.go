@@ -19,6 +19,7 @@ func Processors() []processor.Named {
 		{Name: "demo.primes", Processor: Primes{}},
 		{Name: "demo.ping", Processor: Ping{}},
 		{Name: "demo.sleep", Processor: processor.ProcessorFunc(Sleep)},
+		{Name: "demo.mark", Processor: processor.ProcessorFunc(Mark)},
 	}
 }
 
