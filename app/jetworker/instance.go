@@ -17,8 +17,6 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
-// errFailed makes the binary exit non-zero after printing the outcome.
-var errFailed = errors.New("instance did not succeed")
 
 func newClient(cmd *cobra.Command) (*client.Client, func(), error) {
 	c, done, err := clientConn(cmd)

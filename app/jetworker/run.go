@@ -15,6 +15,7 @@ import (
 
 	"github.com/jetworker/jetworker/app"
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/config"
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -67,15 +68,30 @@ func devCmd() *cobra.Command {
 func serverCmd() *cobra.Command {
 	var port int
 	var storeDir, id string
+	var embedded bool
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a scheduler server (embedded NATS unless --nats is given)",
+		Short: "Run a scheduler server (connects to nats://127.0.0.1:4222 unless --nats or --embedded)",
+		Long: `Run a scheduler server. It connects to NATS at --nats (default
+nats://127.0.0.1:4222, where ` + "`jetworker nats`" + ` or ` + "`jetworker dev`" + ` listen);
+--embedded runs its own NATS node on --port instead.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load(cmd)
 			if err != nil {
 				return err
 			}
-			applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
+			if embedded {
+				if cmd.Flags().Changed("nats") {
+					return usagef("--embedded and --nats: choose one")
+				}
+				cfg.NATS.URLs = nil
+				applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
+			} else {
+				if cmd.Flags().Changed("port") || cmd.Flags().Changed("store-dir") {
+					return usagef("--port and --store-dir: only with --embedded")
+				}
+				defaultURL(&cfg)
+			}
 			if id != "" {
 				cfg.Server.ID = id
 			}
@@ -83,6 +99,7 @@ func serverCmd() *cobra.Command {
 		},
 	}
 	embeddedFlags(cmd, &port, &storeDir)
+	cmd.Flags().BoolVar(&embedded, "embedded", false, "run an embedded NATS node (with JetStream) in this process instead of connecting to --nats")
 	cmd.Flags().StringVar(&id, "id", "", "server id (default: generated)")
 	return cmd
 }
@@ -92,7 +109,7 @@ func workerCmd() *cobra.Command {
 	var lazy bool
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Run a worker for an app",
+		Short: "Run a worker for an app (connects to nats://127.0.0.1:4222 unless --nats)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load(cmd)
 			if err != nil {
@@ -110,9 +127,9 @@ func workerCmd() *cobra.Command {
 			if err := cfg.Worker.Validate(); err != nil {
 				return err
 			}
-			if len(cfg.NATS.URLs) == 0 {
-				cfg.NATS.Embedded.Port = -1 // a lone worker with its own NATS serves only itself
-			}
+			// A worker with a private embedded NATS would serve only
+			// itself: connect to the shared default instead.
+			defaultURL(&cfg)
 			return app.Run(app.Worker(cfg, log, workerExtras()...), 30*time.Second, cfg.Worker.DrainTimeout+10*time.Second)
 		},
 	}
@@ -120,6 +137,13 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tags, "tags", "", "comma-separated tags advertised for dispatch")
 	cmd.Flags().BoolVar(&lazy, "allow-lazy-connect", false, "start even when no server answers, and keep asserting in the background")
 	return cmd
+}
+
+// defaultURL points a config without NATS URLs at DefaultClientURL.
+func defaultURL(cfg *config.File) {
+	if len(cfg.NATS.URLs) == 0 {
+		cfg.NATS.URLs = []string{DefaultClientURL}
+	}
 }
 
 func natsCmd() *cobra.Command {
