@@ -98,7 +98,9 @@ func Unmarshal(data []byte, m Message) error {
 		return fmt.Errorf("%w: %T: %w", ErrMalformed, m, err)
 	}
 	if err := m.Validate(); err != nil {
-		return fmt.Errorf("%w: %T: %w", ErrInvalid, m, err)
+		// The validation message names the field; it reaches people
+		// (CLI, client errors), so no Go type name here.
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"regexp"
 	"strings"
@@ -11,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/jetworker/jetworker/app"
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/client"
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
@@ -66,19 +69,35 @@ func explain(err error) (string, int) {
 	if errors.As(err, &conn) {
 		return connectMessage(conn), exitUnreachable
 	}
+	var port *natsconn.PortInUseError
+	if errors.As(err, &port) {
+		return port.Error(), exitFailed
+	}
 	var typed *subjects.Error
 	if errors.As(err, &typed) {
+		msg := tidy(typed.Message)
 		switch typed.Code {
 		case subjects.CodeUnknownApp, subjects.CodeNotFound:
-			return typed.Message, exitNotFound
+			return msg, exitNotFound
 		case subjects.CodeBadRequest, subjects.CodeUnknownProcessor:
-			return typed.Message, exitUsage
+			return msg, exitUsage
 		}
-		return typed.Message, exitFailed
+		return msg, exitFailed
+	}
+	var jf *client.JobFileError
+	if errors.As(err, &jf) {
+		return jf.Error(), exitUsage
 	}
 	var yerr *yaml.TypeError
 	if errors.As(err, &yerr) {
 		return tidy(err.Error()), exitUsage
+	}
+	if errors.Is(err, app.ErrInterrupted) {
+		return "interrupted during start-up", exitFailed
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("%s: %s", pe.Path, pe.Err), exitUsage
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrNotFound):

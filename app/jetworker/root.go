@@ -24,6 +24,7 @@ type globals struct {
 	ca         string
 	cert, key  string
 	logLevel   string
+	out        outputFlags
 }
 
 var g globals
@@ -50,7 +51,10 @@ func rootCmd() *cobra.Command {
 	f.StringVar(&g.ca, "nats-ca", "", "CA bundle for TLS to NATS")
 	f.StringVar(&g.cert, "nats-cert", "", "client certificate for TLS to NATS")
 	f.StringVar(&g.key, "nats-key", "", "client key for TLS to NATS")
-	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error")
+	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (debug also prints the full error chain)")
+	f.StringVarP(&g.out.format, "output", "o", "table", "output of list and show commands: table or json")
+	f.BoolVar(&g.out.utc, "utc", false, "print times in UTC (default: local time; both with their zone offset)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.out.validate() }
 	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), versionCmd())
 	return root
 }

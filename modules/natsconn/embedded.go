@@ -108,8 +108,19 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-// ErrPortInUse is returned by Start when the client port is taken.
+// ErrPortInUse is returned (wrapped in a *PortInUseError) by Start when
+// the client port is taken.
 var ErrPortInUse = errors.New("natsconn: port in use")
+
+// PortInUseError says which address is taken and what to do.
+type PortInUseError struct{ Addr string }
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("port %s is taken (another jetworker dev or NATS?): stop it, or pass --port -1 for a free port", e.Addr)
+}
+
+// Is matches ErrPortInUse.
+func (e *PortInUseError) Is(target error) bool { return target == ErrPortInUse }
 
 // portFree fails fast when the fixed client port is taken (another
 // `jetworker dev` or NATS), instead of waiting for a server that cannot
@@ -125,7 +136,7 @@ func (n *Node) portFree() error {
 	addr := net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%w: %s is taken (another jetworker dev or NATS?): stop it, or pass --port -1 for a free port", ErrPortInUse, addr)
+		return &PortInUseError{Addr: addr}
 	}
 	return l.Close()
 }
