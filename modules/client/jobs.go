@@ -121,7 +121,7 @@ func yamlError(path string, err error) error {
 			}
 			m = g[2]
 		}
-		m = goType.ReplaceAllString(m, "a $1")
+		m = goType.ReplaceAllString(m, "into $1")
 		parts = append(parts, m)
 	}
 	out.Msg = strings.Join(parts, "; ")
