@@ -11,12 +11,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetworker/jetworker/app/testkit"
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 	"github.com/jetworker/jetworker/modules/demo"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -194,4 +197,61 @@ func TestDevPortTaken(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(tmp, "jetworker-nats-*"))
 	require.NoError(t, err)
 	require.Empty(t, left)
+}
+
+// TestNATSErrors: wrong credentials and a NATS with no jetworker server
+// are told apart, each with what to do next.
+func TestNATSErrors(t *testing.T) {
+	t.Parallel()
+	auth := natstest.Server(t, natstest.WithAuth("u", "p"))
+	bare := natstest.Server(t)
+	conn := natstest.Conn(t, bare)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	apps, err := jetstream.OpenApps(ctx, conn.JS(), 1)
+	require.NoError(t, err)
+	_, err = apps.Create(ctx, "demo", 1)
+	require.NoError(t, err)
+
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"wrong password", []string{"app", "list", "--nats", auth.ClientURL(), "--nats-user", "u", "--nats-password", "wrong"}, exitUnreachable, "refused the credentials (authorization violation)"},
+		{"no credentials", []string{"workers", "--app", "demo", "--nats", auth.ClientURL()}, exitUnreachable, "refused the credentials (authorization violation)"},
+		{"no server", []string{"instance", "run", "--app", "demo", "--processor", "demo.hello", "--nats", bare.ClientURL()}, exitUnreachable, "no jetworker server answered: start `jetworker dev` or `jetworker server`"},
+		{"no server for worker", []string{"worker", "--app", "demo", "--nats", bare.ClientURL()}, exitUnreachable, "no jetworker server answered"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, c.args...)
+			require.Equal(t, c.code, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			require.Contains(t, r.stderr, c.msg)
+			require.Equal(t, 1, strings.Count(r.stderr, c.msg), "printed once:\n%s", r.stderr)
+			require.NotContains(t, r.stderr, "is jetworker dev running")
+			requireNoLeak(t, r.stderr)
+		})
+	}
+}
+
+// TestInterruptDuringStart: Ctrl-C while a worker waits for a server
+// ends it at once, not after the start timeout.
+func TestInterruptDuringStart(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	p := start(t, "worker", "--app", "demo", "--nats", ns.ClientURL())
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "nats connected") || p.exited() },
+		20*time.Second, 20*time.Millisecond)
+	require.False(t, p.exited(), p.stderr.String())
+	t0 := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker ignored SIGINT during start-up")
+	}
+	require.Less(t, time.Since(t0), 5*time.Second)
+	require.Contains(t, p.stderr.String(), "interrupted during start-up")
 }
