@@ -78,6 +78,8 @@ func TestBadInputs(t *testing.T) {
 		{"logs unknown", []string{"logs", "nosuch", "--nats", url}, exitNotFound, "instance nosuch not found"},
 		{"logs -f unknown", []string{"logs", "-f", "nosuch", "--nats", url}, exitNotFound, "instance nosuch not found"},
 		{"logs bad id", []string{"logs", "a.b", "--nats", url}, exitNotFound, `instance "a.b" not found: not an instance id`},
+		{"instance list bad state", []string{"instance", "list", "--app", testkit.App, "--state", "done", "--nats", url}, exitUsage, `--state: "done" is not running, waiting, succeeded, failed, stopped, canceled or final`},
+		{"instance list bad since", []string{"instance", "list", "--app", testkit.App, "--since", "yesterday", "--nats", url}, exitUsage, `--since: "yesterday" is not an RFC 3339 time`},
 		{"job show unknown", []string{"job", "show", "nosuch", "--nats", url}, exitNotFound, "job nosuch not found"},
 		{"run without app", []string{"instance", "run", "--processor", "demo.hello", "--nats", url}, exitUsage, "--app: required"},
 		{"run bad type", []string{"instance", "run", "--app", testkit.App, "--processor", "demo.hello", "--type", "bogus", "--nats", url}, exitUsage, `--type: "bogus" is not standalone, broadcast, map or map_reduce`},
@@ -154,6 +156,7 @@ func TestOutputs(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"app", "list"}, {"workers", "--app", testkit.App}, {"instance", "list", "--app", testkit.App},
+		{"instance", "list", "--app", testkit.App, "--state", "succeeded,failed", "--since", "1h"},
 	} {
 		r = run(t, append(args, "-o", "json", "--nats", url)...)
 		require.Zero(t, r.code, r.stderr)

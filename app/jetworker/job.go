@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -212,7 +213,7 @@ func printJob(j *subjects.Job) {
 }
 
 func instanceListCmd() *cobra.Command {
-	var jobID, appName string
+	var jobID, appName, state, since, until string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "list --job ID",
@@ -220,6 +221,18 @@ func instanceListCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if jobID == "" && appName == "" {
 				return usagef("--job or --app: required")
+			}
+			keepState, err := stateFilter(state)
+			if err != nil {
+				return err
+			}
+			from, err := timeFlag("--since", since)
+			if err != nil {
+				return err
+			}
+			to, err := timeFlag("--until", until)
+			if err != nil {
+				return err
 			}
 			c, done, err := newClient(cmd)
 			if err != nil {
@@ -232,7 +245,8 @@ func instanceListCmd() *cobra.Command {
 				}
 			}
 			list, err := c.Instances(cmd.Context(), func(in *jetstream.Instance) bool {
-				return (jobID == "" || in.JobID == jobID) && (appName == "" || in.App == appName)
+				return (jobID == "" || in.JobID == jobID) && (appName == "" || in.App == appName) && keepState(in.State) &&
+					(from == 0 || in.ExpectedMS >= from) && (to == 0 || in.ExpectedMS < to)
 			})
 			if err != nil {
 				return err
@@ -267,7 +281,68 @@ func instanceListCmd() *cobra.Command {
 	cmd.Flags().StringVar(&jobID, "job", "", "job id")
 	cmd.Flags().StringVar(&appName, "app", "", "app name")
 	cmd.Flags().IntVar(&limit, "limit", 50, "most rows (0 = all)")
+	cmd.Flags().StringVar(&state, "state", "", "only these states, comma separated (running, succeeded, failed, stopped, canceled, waiting; final = any finished)")
+	cmd.Flags().StringVar(&since, "since", "", "only instances expected at or after this time (RFC 3339, or a duration ago such as 1h)")
+	cmd.Flags().StringVar(&until, "until", "", "only instances expected before this time (RFC 3339, or a duration ago)")
+	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
 	return cmd
+}
+
+// stateFilter parses --state.
+func stateFilter(s string) (func(subjects.InstanceState) bool, error) {
+	if strings.TrimSpace(s) == "" {
+		return func(subjects.InstanceState) bool { return true }, nil
+	}
+	var keep []func(subjects.InstanceState) bool
+	for _, w := range splitList(strings.ToLower(s)) {
+		var f func(subjects.InstanceState) bool
+		is := func(want ...subjects.InstanceState) func(subjects.InstanceState) bool {
+			return func(st subjects.InstanceState) bool { return slices.Contains(want, st) }
+		}
+		switch w {
+		case "running":
+			f = is(subjects.InstanceRunning)
+		case "waiting":
+			f = is(subjects.InstanceWaitingDispatch, subjects.InstanceWaitingWorker)
+		case "succeeded":
+			f = is(subjects.InstanceSucceeded)
+		case "failed":
+			f = is(subjects.InstanceFailed)
+		case "stopped":
+			f = is(subjects.InstanceStopped)
+		case "canceled", "cancelled":
+			f = is(subjects.InstanceCanceled)
+		case "final":
+			f = subjects.InstanceState.Final
+		default:
+			return nil, usagef("--state: %q is not running, waiting, succeeded, failed, stopped, canceled or final", w)
+		}
+		keep = append(keep, f)
+	}
+	return func(st subjects.InstanceState) bool {
+		for _, f := range keep {
+			if f(st) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// timeFlag parses an RFC 3339 time or a duration ago into Unix ms (0
+// when empty).
+func timeFlag(name, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d).UnixMilli(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return 0, usagef("%s: %q is not an RFC 3339 time (2026-01-02T15:04:05+01:00) or a duration ago (1h)", name, s)
+	}
+	return t.UnixMilli(), nil
 }
 
 func instanceRetryCmd() *cobra.Command {
