@@ -19,8 +19,8 @@ import (
 
 	"github.com/jetworker/jetworker/app/testkit"
 	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 	"github.com/jetworker/jetworker/modules/demo"
+	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 	"github.com/jetworker/jetworker/subjects"
 )
 

@@ -17,7 +17,6 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
-
 func newClient(cmd *cobra.Command) (*client.Client, func(), error) {
 	c, done, err := clientConn(cmd)
 	if err != nil {
@@ -236,7 +235,11 @@ func printInstance(w io.Writer, in *jetstream.Instance) {
 			tasks += fmt.Sprintf(", %d not finished (%s)", rest, in.State)
 		}
 	}
-	fmt.Fprintf(tw, "tracker\t%s\nworkers\t%s\ntasks\t%s\n", orDash(in.TrackerWorker), orDash(strings.Join(v.Workers, ",")), tasks)
+	fmt.Fprintf(tw, "tracker\t%s\nworkers\t%s\n", orDash(in.TrackerWorker), orDash(strings.Join(v.Workers, ",")))
+	if len(v.Eligible) > 0 {
+		fmt.Fprintf(tw, "eligible\t%s (tasks may have run there)\n", strings.Join(v.Eligible, ","))
+	}
+	fmt.Fprintf(tw, "tasks\t%s\n", tasks)
 	fmt.Fprintf(tw, "expected\t%s\ntriggered\t%s\nfinished\t%s\nruns\t%d (tracker epoch %d)\n", when(in.ExpectedMS), when(in.TriggerMS), when(in.FinishedMS), in.RunCount, in.Epoch)
 	if in.Note != "" {
 		fmt.Fprintf(tw, "note\t%s\n", in.Note)

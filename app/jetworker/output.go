@@ -128,7 +128,8 @@ type instanceJSON struct {
 	Result      string     `json:"result"`
 	Note        string     `json:"note"`
 	Tracker     string     `json:"tracker"`
-	Workers     []string   `json:"workers"`
+	Workers     []string   `json:"workers"`          // ran it, as far as the record knows
+	Eligible    []string   `json:"eligible_workers"` // map/map_reduce: may have run tasks
 	Tasks       countsJSON `json:"tasks"`
 	ExpectedAt  *string    `json:"expected_at"`
 	TriggeredAt *string    `json:"triggered_at"`
@@ -138,16 +139,29 @@ type instanceJSON struct {
 }
 
 // ranOn is the workers the record knows ran the instance: a standalone
-// instance runs on its tracker only; others on the workers it was
-// dispatched to.
+// instance runs on its tracker only; a broadcast one on the tracker and
+// every other worker it was dispatched to; a map or map-reduce one on its
+// tracker and some of its eligible workers (which ones, the record does
+// not say: `instance tasks` shows them while it runs).
 func ranOn(in *jetstream.Instance) []string {
-	if in.Job.ExecuteType == subjects.ExecStandalone || in.Job.ExecuteType == "" {
-		if in.TrackerWorker == "" {
-			return []string{}
-		}
-		return []string{in.TrackerWorker}
+	out := []string{}
+	if in.TrackerWorker != "" {
+		out = append(out, in.TrackerWorker)
 	}
-	if in.Workers == nil {
+	if in.Job.ExecuteType == subjects.ExecBroadcast {
+		for _, w := range in.Workers {
+			if w != in.TrackerWorker {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// eligible is the other workers a map or map-reduce instance may
+// dispatch tasks to (empty for the other types).
+func eligible(in *jetstream.Instance) []string {
+	if in.Job.ExecuteType != subjects.ExecMap && in.Job.ExecuteType != subjects.ExecMapReduce || in.Workers == nil {
 		return []string{}
 	}
 	return in.Workers
@@ -156,7 +170,7 @@ func ranOn(in *jetstream.Instance) []string {
 func instanceView(in *jetstream.Instance) instanceJSON {
 	return instanceJSON{ID: in.ID, App: in.App, JobID: in.JobID, Processor: in.Job.Processor, ExecuteType: string(in.Job.ExecuteType),
 		State: in.State.String(), Final: in.State.Final(), Result: in.Result, Note: in.Note, Tracker: in.TrackerWorker,
-		Workers: ranOn(in), Tasks: honestCounts(in), ExpectedAt: whenJSON(in.ExpectedMS), TriggeredAt: whenJSON(in.TriggerMS),
+		Workers: ranOn(in), Eligible: eligible(in), Tasks: honestCounts(in), ExpectedAt: whenJSON(in.ExpectedMS), TriggeredAt: whenJSON(in.TriggerMS),
 		FinishedAt: whenJSON(in.FinishedMS), Runs: in.RunCount, Epoch: in.Epoch}
 }
 

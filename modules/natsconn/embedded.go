@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strconv"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
