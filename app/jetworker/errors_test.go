@@ -67,6 +67,8 @@ func TestBadInputs(t *testing.T) {
 	}{
 		{"unknown command", []string{"no-such-command"}, exitUsage, `unknown command "no-such-command"`},
 		{"unknown flag", []string{"app", "list", "--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{"missing argument", []string{"instance", "show"}, exitUsage, "accepts 1 arg(s), received 0"},
+		{"missing required flag", []string{"job", "create"}, exitUsage, `required flag(s) "file" not set`},
 		{"bad output", []string{"app", "list", "-o", "yaml", "--nats", url}, exitUsage, `--output: "yaml" is not table or json`},
 		{"workers without app", []string{"workers", "--nats", url}, exitUsage, "--app: required"},
 		{"workers unknown app", []string{"workers", "--app", "nope", "--nats", url}, exitNotFound, "app nope is not registered"},
@@ -126,6 +128,18 @@ func TestOutputs(t *testing.T) {
 	require.Zero(t, r.code, r.stderr)
 	require.Contains(t, r.stdout, "saying hello")
 	require.Contains(t, r.stderr, "ended SUCCEEDED")
+
+	// logs -f on a running instance returns once it ended.
+	r = run(t, "instance", "run", "--app", testkit.App, "--processor", "demo.sleep", "--params", "500ms", "--nats", url)
+	require.Zero(t, r.code, r.stderr)
+	r = run(t, "logs", "-f", strings.TrimSpace(r.stdout), "--nats", url)
+	require.Zero(t, r.code, r.stderr)
+	require.Contains(t, r.stderr, "ended SUCCEEDED")
+
+	// --log-level debug keeps the detail.
+	r = run(t, "app", "list", "--nats", "nats://127.0.0.1:1", "--log-level", "debug")
+	require.Equal(t, exitUnreachable, r.code)
+	require.Contains(t, r.stderr, "jetworker: detail: connect to nats nats://127.0.0.1:1:")
 
 	var inst instanceJSON
 	r = run(t, "instance", "show", id, "-o", "json", "--nats", url)
