@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -50,7 +51,8 @@ func versionCmd() *cobra.Command {
 		Short: "Print the jetworker version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), "jetworker", buildVersion())
+			goVersion := runtime.Version()
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "jetworker %s (%s %s/%s)\n", buildVersion(), goVersion, runtime.GOOS, runtime.GOARCH)
 			return err
 		},
 	}
