@@ -77,6 +77,7 @@ func TestBadInputs(t *testing.T) {
 		{"instance show unknown", []string{"instance", "show", "nosuch", "--nats", url}, exitNotFound, "instance nosuch not found"},
 		{"instance stop unknown", []string{"instance", "stop", "nosuch", "--nats", url}, exitNotFound, "instance nosuch not found"},
 		{"instance stop finished", []string{"instance", "stop", done, "--nats", url}, exitFailed, "instance " + done + " was already SUCCEEDED"},
+		{"tasks of finished", []string{"instance", "tasks", done, "--nats", url}, exitFailed, "instance " + done + " is SUCCEEDED: its task list went with its tracker"},
 		{"logs unknown", []string{"logs", "nosuch", "--nats", url}, exitNotFound, "instance nosuch not found"},
 		{"logs -f unknown", []string{"logs", "-f", "nosuch", "--nats", url}, exitNotFound, "instance nosuch not found"},
 		{"logs bad id", []string{"logs", "a.b", "--nats", url}, exitNotFound, `instance "a.b" not found: not an instance id`},

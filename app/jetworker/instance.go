@@ -292,8 +292,13 @@ func instanceTasksCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			if _, err := getInstance(cmd.Context(), c, args[0]); err != nil {
+			in, err := getInstance(cmd.Context(), c, args[0])
+			if err != nil {
 				return err
+			}
+			if in.State.Final() {
+				// The task list lives in the tracker, which let go of it.
+				return &cliError{code: exitFailed, msg: fmt.Sprintf("instance %s is %s: its task list went with its tracker; `jetworker instance show %s` has the final counts", in.ID, in.State, in.ID)}
 			}
 			d, err := c.Tasks(cmd.Context(), args[0], offset, limit)
 			if err != nil {
