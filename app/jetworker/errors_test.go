@@ -83,6 +83,7 @@ func TestBadInputs(t *testing.T) {
 		{"logs bad id", []string{"logs", "a.b", "--nats", url}, exitNotFound, `instance "a.b" not found: not an instance id`},
 		{"instance list bad state", []string{"instance", "list", "--app", testkit.App, "--state", "done", "--nats", url}, exitUsage, `--state: "done" is not running, waiting, succeeded, failed, stopped, canceled or final`},
 		{"instance list bad since", []string{"instance", "list", "--app", testkit.App, "--since", "yesterday", "--nats", url}, exitUsage, `--since: "yesterday" is not an RFC 3339 time`},
+		{"instance list unknown job", []string{"instance", "list", "--job", "nosuch", "--nats", url}, exitNotFound, "job nosuch not found"},
 		{"job show unknown", []string{"job", "show", "nosuch", "--nats", url}, exitNotFound, "job nosuch not found"},
 		{"run without app", []string{"instance", "run", "--processor", "demo.hello", "--nats", url}, exitUsage, "--app: required"},
 		{"run bad type", []string{"instance", "run", "--app", testkit.App, "--processor", "demo.hello", "--type", "bogus", "--nats", url}, exitUsage, `--type: "bogus" is not standalone, broadcast, map or map_reduce`},

@@ -251,6 +251,13 @@ func instanceListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if jobID != "" && len(list) == 0 {
+				// No instances: say so when the job does not exist either
+				// (a deleted job's instances are still listed).
+				if _, jerr := c.Job(cmd.Context(), appName, jobID); errors.Is(jerr, jetstream.ErrNotFound) || subjects.ValidToken(jobID) != nil {
+					return notFoundf(jerr, "job %s not found (list them with `jetworker job list --app APP`)", jobID)
+				}
+			}
 			sort.Slice(list, func(i, j int) bool { return list[i].ExpectedMS > list[j].ExpectedMS })
 			if limit > 0 && len(list) > limit {
 				list = list[:limit]
