@@ -219,7 +219,7 @@ func (f *JobFile) Job() (*subjects.Job, error) {
 	if f.TimeLimit != "" {
 		d, err := time.ParseDuration(f.TimeLimit)
 		if err != nil {
-			return nil, fmt.Errorf("time_limit: %w", err)
+			return nil, fmt.Errorf("time_limit: %q is not a duration (30s, 5m)", f.TimeLimit)
 		}
 		j.TimeLimitMS = d.Milliseconds()
 	}
@@ -233,7 +233,7 @@ func (f *JobFile) Job() (*subjects.Job, error) {
 		}
 		ts, err := time.Parse(time.RFC3339, t.s)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.key, err)
+			return nil, fmt.Errorf("%s: %q is not an RFC 3339 time (2026-01-02T15:04:05Z)", t.key, t.s)
 		}
 		*t.dst = ts.UnixMilli()
 	}
