@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -30,6 +31,9 @@ func Common(cfg config.File, log *slog.Logger) fx.Option {
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.SlogLogger{Logger: log.With("component", "fx")}
 			l.UseLogLevel(slog.LevelDebug)
+			// A start failure is returned by Run and printed once by the
+			// CLI; fx's own report of it is detail for --log-level debug.
+			l.UseErrorLevel(slog.LevelDebug)
 			return l
 		}),
 	)
@@ -48,6 +52,9 @@ func Worker(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
 	return fx.Options(Common(cfg, log), natsconn.Module, worker.Module, fx.Options(extra...))
 }
 
+// ErrInterrupted is returned by Run when a signal came during start-up.
+var ErrInterrupted = errors.New("app: interrupted during start-up")
+
 // Run starts an fx app, waits for SIGINT/SIGTERM (or the app's own
 // shutdown), and stops it within stopTimeout. A start failure is returned,
 // so the binary exits non-zero with the reason.
@@ -61,9 +68,31 @@ func Run(opts fx.Option, startTimeout, stopTimeout time.Duration) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
+	// A signal during start-up cancels the start (a port that never
+	// opens must not hold Ctrl-C for the whole start timeout); fx then
+	// stops what had started.
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	interrupted, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-sig:
+			close(interrupted)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := a.Start(ctx)
 	cancel()
+	<-watched
+	select {
+	case <-interrupted:
+		if err != nil {
+			return ErrInterrupted
+		}
+		sig <- syscall.SIGINT // started after all: stop below, gracefully
+	default:
+	}
 	if err != nil {
 		return err
 	}

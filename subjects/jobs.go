@@ -35,8 +35,9 @@ type Job struct {
 
 	TimeType TimeType `msgpack:"time_type"`
 	// TimeExpression: a 6-field cron with seconds ("*/5 * * * * *", or a
-	// descriptor like "@every 10s") for cron; a Go duration ("500ms") or
-	// milliseconds for fixed_rate and fixed_delay; empty for api.
+	// descriptor like "@every 10s") for cron; a Go duration with a unit
+	// ("500ms"; a bare number is rejected) for fixed_rate and fixed_delay;
+	// empty for api.
 	TimeExpression string `msgpack:"time_expression"`
 	TimeZone       string `msgpack:"time_zone"` // IANA name; empty means UTC
 	MisfirePolicy  string `msgpack:"misfire_policy"`

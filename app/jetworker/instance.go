@@ -17,9 +17,6 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
-// errFailed makes the binary exit non-zero after printing the outcome.
-var errFailed = errors.New("instance did not succeed")
-
 func newClient(cmd *cobra.Command) (*client.Client, func(), error) {
 	c, done, err := clientConn(cmd)
 	if err != nil {
@@ -52,15 +49,28 @@ func instanceRunCmd() *cobra.Command {
   jetworker instance run --app demo --processor demo.primes --type map_reduce --params 20000000 --wait`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if appName == "" {
-				return errors.New("--app: required")
+				return usagef("--app: required")
 			}
 			job.ExecuteType = subjects.ExecuteType(strings.ReplaceAll(execType, "-", "_"))
 			job.TimeLimitMS = timeout.Milliseconds()
-			c, done, err := newClient(cmd)
+			if !job.ExecuteType.Valid() {
+				return usagef("--type: %q is not standalone, broadcast, map or map_reduce", execType)
+			}
+			if job.Processor == "" {
+				return usagef("--processor: required (e.g. demo.hello)")
+			}
+			conn, cdone, err := clientConn(cmd)
 			if err != nil {
 				return err
 			}
-			defer done()
+			defer cdone()
+			if err := checkRun(cmd.Context(), conn.JS(), appName, job); err != nil {
+				return err
+			}
+			c, err := client.New(cmd.Context(), conn.NC(), conn.JS())
+			if err != nil {
+				return err
+			}
 			r, err := c.Run(cmd.Context(), appName, job, params)
 			if err != nil {
 				return err
@@ -75,6 +85,7 @@ func instanceRunCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&appName, "app", "", "app name")
+	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
 	f.StringVar(&job.Processor, "processor", "", "processor name (registered on the workers)")
 	f.StringVar(&execType, "type", "standalone", "standalone, broadcast, map or map_reduce")
 	f.StringVar(&params, "params", "", "instance parameters")
@@ -94,7 +105,9 @@ func waitAndPrint(ctx context.Context, c *client.Client, id string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr)
+	if isTerminal(os.Stderr) {
+		fmt.Fprintln(os.Stderr)
+	}
 	fmt.Printf("%s: %s\n", in.State, in.Result)
 	if in.State != subjects.InstanceSucceeded {
 		return errFailed
@@ -102,20 +115,65 @@ func waitAndPrint(ctx context.Context, c *client.Client, id string) error {
 	return nil
 }
 
-// progressPrinter draws a one-line progress bar from task counts.
+// progressPrinter shows an instance's progress on w: a one-line bar
+// redrawn in place on a terminal; elsewhere (files, CI logs) plain lines,
+// at most one every progressEvery unless the state changes. A change of
+// the record's note (a tracker failover, a resume, a retry) is a line of
+// its own, so a pause in progress says why.
 func progressPrinter(w io.Writer) func(*jetstream.Instance) {
+	tty := isTerminal(w)
+	var lastState subjects.InstanceState
+	var lastNote string
+	var lastLine time.Time
+	drawn := false
 	return func(in *jetstream.Instance) {
 		c := in.Counts
+		done := c.Succeeded + c.Failed
+		if in.Note != lastNote {
+			lastNote = in.Note
+			if in.Note != "" {
+				if drawn {
+					fmt.Fprintln(w)
+					drawn = false
+				}
+				fmt.Fprintf(w, "  note: %s\n", in.Note)
+			}
+		}
+		if !tty {
+			if in.State == lastState && time.Since(lastLine) < progressEvery && !in.State.Final() {
+				return
+			}
+			lastState, lastLine = in.State, time.Now()
+			if c.Total <= 1 {
+				fmt.Fprintf(w, "  %s\n", in.State)
+			} else {
+				fmt.Fprintf(w, "  %s %d/%d tasks, %d failed\n", in.State, done, c.Total, c.Failed)
+			}
+			return
+		}
+		drawn = true
 		if c.Total <= 1 {
 			fmt.Fprintf(w, "\r  %-8s", in.State)
 			return
 		}
-		done := c.Succeeded + c.Failed
 		const width = 30
 		filled := int(float64(width) * float64(done) / float64(c.Total))
 		fmt.Fprintf(w, "\r  %-8s [%s%s] %d/%d tasks, %d failed   ", in.State,
 			strings.Repeat("█", filled), strings.Repeat("·", width-filled), done, c.Total, c.Failed)
 	}
+}
+
+// progressEvery is the rate of plain progress lines when not on a terminal.
+const progressEvery = 5 * time.Second
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // onInstance runs fn with a client and the instance its first argument
@@ -127,7 +185,7 @@ func onInstance(fn func(cmd *cobra.Command, c *client.Client, in *jetstream.Inst
 			return err
 		}
 		defer done()
-		in, err := c.Instance(cmd.Context(), args[0])
+		in, err := getInstance(cmd.Context(), c, args[0])
 		if err != nil {
 			return err
 		}
@@ -135,12 +193,29 @@ func onInstance(fn func(cmd *cobra.Command, c *client.Client, in *jetstream.Inst
 	}
 }
 
+// getInstance reads an instance record; an id that is not one, or one
+// with no record, is a not-found error (exit 3).
+func getInstance(ctx context.Context, c *client.Client, id string) (*jetstream.Instance, error) {
+	if err := subjects.ValidToken(id); err != nil {
+		return nil, notFoundf(err, "instance %q not found: not an instance id", id)
+	}
+	in, err := c.Instance(ctx, id)
+	if errors.Is(err, jetstream.ErrNotFound) {
+		return nil, notFoundf(err, "instance %s not found (list them with `jetworker instance list --app APP`)", id)
+	}
+	return in, err
+}
+
 func instanceShowCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "show INSTANCE_ID",
-		Short: "Show an instance",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show INSTANCE_ID",
+		Short:             "Show an instance (-o json for scripts)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: onInstance(func(_ *cobra.Command, _ *client.Client, in *jetstream.Instance) error {
+			if g.out.json() {
+				return writeJSON(os.Stdout, instanceView(in))
+			}
 			printInstance(os.Stdout, in)
 			return nil
 		}),
@@ -149,17 +224,23 @@ func instanceShowCmd() *cobra.Command {
 
 func printInstance(w io.Writer, in *jetstream.Instance) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	ts := func(ms int64) string {
-		if ms == 0 {
-			return "-"
-		}
-		return time.UnixMilli(ms).Format(time.RFC3339Nano)
-	}
+	v := instanceView(in)
 	fmt.Fprintf(tw, "instance\t%s\napp\t%s\njob\t%s (%s, %s, processor %s)\nstate\t%s\nresult\t%s\n", in.ID, in.App, orDash(in.JobID),
 		in.Job.ExecuteType, orDash(string(in.Job.TimeType)), in.Job.Processor, in.State, in.Result)
-	fmt.Fprintf(tw, "tracker\t%s\nworkers\t%s\ntasks\t%d total, %d waiting, %d running, %d succeeded, %d failed\n", orDash(in.TrackerWorker),
-		strings.Join(in.Workers, ","), in.Counts.Total, in.Counts.Waiting, in.Counts.Running, in.Counts.Succeeded, in.Counts.Failed)
-	fmt.Fprintf(tw, "expected\t%s\ntriggered\t%s\nfinished\t%s\nruns\t%d (tracker epoch %d)\n", ts(in.ExpectedMS), ts(in.TriggerMS), ts(in.FinishedMS), in.RunCount, in.Epoch)
+	c := v.Tasks
+	tasks := fmt.Sprintf("%d total, %d waiting, %d running, %d succeeded, %d failed", c.Total, c.Waiting, c.Running, c.Succeeded, c.Failed)
+	if in.State.Final() {
+		tasks = fmt.Sprintf("%d total, %d succeeded, %d failed", c.Total, c.Succeeded, c.Failed)
+		if rest := c.Total - c.Succeeded - c.Failed; rest > 0 {
+			tasks += fmt.Sprintf(", %d not finished (%s)", rest, in.State)
+		}
+	}
+	fmt.Fprintf(tw, "tracker\t%s\nworkers\t%s\n", orDash(in.TrackerWorker), orDash(strings.Join(v.Workers, ",")))
+	if len(v.Eligible) > 0 {
+		fmt.Fprintf(tw, "eligible\t%s (tasks may have run there)\n", strings.Join(v.Eligible, ","))
+	}
+	fmt.Fprintf(tw, "tasks\t%s\n", tasks)
+	fmt.Fprintf(tw, "expected\t%s\ntriggered\t%s\nfinished\t%s\nruns\t%d (tracker epoch %d)\n", when(in.ExpectedMS), when(in.TriggerMS), when(in.FinishedMS), in.RunCount, in.Epoch)
 	if in.Note != "" {
 		fmt.Fprintf(tw, "note\t%s\n", in.Note)
 	}
@@ -179,10 +260,14 @@ func orDash(s string) string {
 func instanceStopCmd() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "stop INSTANCE_ID",
-		Short: "Stop an instance (every task's context is cancelled; it stays STOPPED)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "stop INSTANCE_ID",
+		Short:             "Stop an instance (every task's context is cancelled; it stays STOPPED); exit 1 when it had finished already",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: onInstance(func(cmd *cobra.Command, c *client.Client, in *jetstream.Instance) error {
+			if in.State.Final() {
+				return &cliError{code: exitFailed, msg: fmt.Sprintf("instance %s was already %s (finished %s): nothing to stop", in.ID, in.State, when(in.FinishedMS))}
+			}
 			if err := c.Stop(cmd.Context(), in.App, in.ID, reason); err != nil {
 				return err
 			}
@@ -197,18 +282,30 @@ func instanceStopCmd() *cobra.Command {
 func instanceTasksCmd() *cobra.Command {
 	var offset, limit int
 	cmd := &cobra.Command{
-		Use:   "tasks INSTANCE_ID",
-		Short: "Live task counts and a page of tasks of a running instance",
-		Args:  cobra.ExactArgs(1),
+		Use:               "tasks INSTANCE_ID",
+		Short:             "Live task counts and a page of tasks of a running instance",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, done, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
+			in, err := getInstance(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			if in.State.Final() {
+				// The task list lives in the tracker, which let go of it.
+				return &cliError{code: exitFailed, msg: fmt.Sprintf("instance %s is %s: its task list went with its tracker; `jetworker instance show %s` has the final counts", in.ID, in.State, in.ID)}
+			}
 			d, err := c.Tasks(cmd.Context(), args[0], offset, limit)
 			if err != nil {
 				return err
+			}
+			if g.out.json() {
+				return writeJSON(os.Stdout, tasksView(d))
 			}
 			fmt.Printf("%d total, %d waiting, %d running, %d succeeded, %d failed\n", d.Counts.Total, d.Counts.Waiting, d.Counts.Running, d.Counts.Succeeded, d.Counts.Failed)
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,14 +21,25 @@ func jobCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Create, change, trigger and inspect job definitions"}
 	var appName string
 	cmd.PersistentFlags().StringVar(&appName, "app", "", "app of the job (optional when the id is enough)")
+	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
 	withJob := func(use, short string, fn func(cmd *cobra.Command, c *client.Client, j *subjects.Job, args []string) error) *cobra.Command {
-		return &cobra.Command{Use: use, Short: short, Args: cobra.MinimumNArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1), ValidArgsFunction: completeJobs(&appName), RunE: func(cmd *cobra.Command, args []string) error {
 			c, done, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
+			if err := subjects.ValidToken(args[0]); err != nil {
+				return notFoundf(err, "job %q not found: not a job id", args[0])
+			}
 			j, err := c.Job(cmd.Context(), appName, args[0])
+			if errors.Is(err, jetstream.ErrNotFound) {
+				where := ""
+				if appName != "" {
+					where = " in app " + appName
+				}
+				return notFoundf(err, "job %s not found%s (list them with `jetworker job list --app APP`)", args[0], where)
+			}
 			if err != nil {
 				return err
 			}
@@ -113,21 +125,40 @@ func jobCmd() *cobra.Command {
 		Short: "List an app's jobs",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if appName == "" {
-				return errors.New("--app: required")
+				return usagef("--app: required")
 			}
-			c, done, err := newClient(cmd)
+			conn, cdone, err := clientConn(cmd)
 			if err != nil {
 				return err
 			}
-			defer done()
+			defer cdone()
+			if err := requireApp(cmd.Context(), conn.JS(), appName); err != nil {
+				return err
+			}
+			c, err := client.New(cmd.Context(), conn.NC(), conn.JS())
+			if err != nil {
+				return err
+			}
 			jobs, err := c.Jobs(cmd.Context(), appName)
 			if err != nil {
 				return err
 			}
+			now := time.Now()
+			if g.out.json() {
+				out := []jobJSON{}
+				for _, j := range jobs {
+					out = append(out, jobView(j, now))
+				}
+				return writeJSON(os.Stdout, out)
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tTYPE\tTRIGGER\tPROCESSOR\tENABLED")
+			fmt.Fprintln(tw, "ID\tNAME\tTYPE\tTRIGGER\tNEXT FIRE\tPROCESSOR\tENABLED")
 			for _, j := range jobs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%v\n", j.ID, j.Name, j.ExecuteType, j.TimeType, j.TimeExpression, j.Processor, j.Enabled)
+				_, next := nextFire(j, now)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%s\t%v\n", j.ID, j.Name, j.ExecuteType, j.TimeType, j.TimeExpression, next, j.Processor, j.Enabled)
+			}
+			if len(jobs) == 0 {
+				fmt.Fprintf(tw, "(no jobs in app %s)\n", appName)
 			}
 			return tw.Flush()
 		},
@@ -143,7 +174,10 @@ func jobCmd() *cobra.Command {
 		}),
 		withJob("enable ID", "Enable a job", enable(true)),
 		withJob("disable ID", "Disable a job (a running frequent instance stops)", enable(false)),
-		withJob("show ID", "Show a job", func(_ *cobra.Command, _ *client.Client, j *subjects.Job, _ []string) error {
+		withJob("show ID", "Show a job (-o json for scripts)", func(_ *cobra.Command, _ *client.Client, j *subjects.Job, _ []string) error {
+			if g.out.json() {
+				return writeJSON(os.Stdout, jobView(j, time.Now()))
+			}
 			printJob(j)
 			return nil
 		}),
@@ -153,47 +187,87 @@ func jobCmd() *cobra.Command {
 
 func printJob(j *subjects.Job) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	ms := func(v int64) string {
-		if v == 0 {
-			return "-"
-		}
-		return time.UnixMilli(v).UTC().Format(time.RFC3339)
+	tz := j.TimeZone
+	if tz == "" && j.TimeType == subjects.TimeCron {
+		tz = "UTC"
 	}
-	fmt.Fprintf(tw, "id\t%s\napp\t%s\nname\t%s\ndescription\t%s\nprocessor\t%s (%s)\nexecute\t%s\ntrigger\t%s %s %s (misfire %s)\n",
-		j.ID, j.App, j.Name, orDash(j.Description), j.Processor, j.ProcessorType, j.ExecuteType, j.TimeType, j.TimeExpression, j.TimeZone, j.MisfirePolicy)
-	fmt.Fprintf(tw, "params\t%s\nmax instances\t%d\nconcurrency\t%d\ntime limit\t%s\nretries\tinstance %d, task %d\nmax workers\t%d\n",
-		orDash(j.Params), j.MaxInstances, j.Concurrency, time.Duration(j.TimeLimitMS)*time.Millisecond, j.InstanceRetries, j.TaskRetries, j.MaxWorkers)
+	_, next := nextFire(j, time.Now())
+	fmt.Fprintf(tw, "id\t%s\napp\t%s\nname\t%s\ndescription\t%s\nprocessor\t%s (%s)\nexecute\t%s\ntrigger\t%s\nnext fire\t%s\n",
+		j.ID, j.App, j.Name, orDash(j.Description), j.Processor, orDash(j.ProcessorType), j.ExecuteType,
+		strings.Join(strings.Fields(fmt.Sprintf("%s %s %s (misfire %s)", j.TimeType, j.TimeExpression, tz, orDash(j.MisfirePolicy))), " "), next)
+	limit := "none"
+	if j.TimeLimitMS > 0 {
+		limit = (time.Duration(j.TimeLimitMS) * time.Millisecond).String()
+	}
+	workers := "all"
+	if j.MaxWorkers > 0 {
+		workers = fmt.Sprint(j.MaxWorkers)
+	}
+	fmt.Fprintf(tw, "params\t%s\nmax instances\t%s\nconcurrency\t%d\ntime limit\t%s\nretries\tinstance %d, task %d\nmax workers\t%s\n",
+		orDash(j.Params), maxInstances(j.MaxInstances), j.Concurrency, limit, j.InstanceRetries, j.TaskRetries, workers)
 	sel := j.Selection
 	fmt.Fprintf(tw, "selection\tstrategy %s, designated [%s], tags [%s], min cpu %.1f, mem %.1fGiB, disk %.1fGiB\nlifecycle\t%s .. %s\nenabled\t%v\nrevision\t%d\n",
 		orDash(sel.Strategy), strings.Join(sel.Designated, ","), strings.Join(sel.Tags, ","), sel.MinCPUCores, sel.MinMemoryGiB, sel.MinDiskGiB,
-		ms(j.StartMS), ms(j.EndMS), j.Enabled, j.Revision)
+		when(j.StartMS), when(j.EndMS), j.Enabled, j.Revision)
 	_ = tw.Flush()
 }
 
 func instanceListCmd() *cobra.Command {
-	var jobID, appName string
+	var jobID, appName, state, since, until string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "list --job ID",
 		Short: "List instances of a job (or an app), newest expected time first",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if jobID == "" && appName == "" {
-				return errors.New("--job or --app: required")
+				return usagef("--job or --app: required")
+			}
+			keepState, err := stateFilter(state)
+			if err != nil {
+				return err
+			}
+			from, err := timeFlag("--since", since)
+			if err != nil {
+				return err
+			}
+			to, err := timeFlag("--until", until)
+			if err != nil {
+				return err
 			}
 			c, done, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
+			if appName != "" {
+				if err := requireApp(cmd.Context(), c.JS(), appName); err != nil {
+					return err
+				}
+			}
 			list, err := c.Instances(cmd.Context(), func(in *jetstream.Instance) bool {
-				return (jobID == "" || in.JobID == jobID) && (appName == "" || in.App == appName)
+				return (jobID == "" || in.JobID == jobID) && (appName == "" || in.App == appName) && keepState(in.State) &&
+					(from == 0 || in.ExpectedMS >= from) && (to == 0 || in.ExpectedMS < to)
 			})
 			if err != nil {
 				return err
 			}
+			if jobID != "" && len(list) == 0 {
+				// No instances: say so when the job does not exist either
+				// (a deleted job's instances are still listed).
+				if _, jerr := c.Job(cmd.Context(), appName, jobID); errors.Is(jerr, jetstream.ErrNotFound) || subjects.ValidToken(jobID) != nil {
+					return notFoundf(jerr, "job %s not found (list them with `jetworker job list --app APP`)", jobID)
+				}
+			}
 			sort.Slice(list, func(i, j int) bool { return list[i].ExpectedMS > list[j].ExpectedMS })
 			if limit > 0 && len(list) > limit {
 				list = list[:limit]
+			}
+			if g.out.json() {
+				out := []instanceJSON{}
+				for _, in := range list {
+					out = append(out, instanceView(in))
+				}
+				return writeJSON(os.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "INSTANCE\tJOB\tSTATE\tEXPECTED\tTRACKER\tRUNS\tRESULT / NOTE")
@@ -206,7 +280,7 @@ func instanceListCmd() *cobra.Command {
 					res = res[:77] + "..."
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", in.ID, orDash(in.JobID), in.State,
-					time.UnixMilli(in.ExpectedMS).Format("2006-01-02 15:04:05.000"), orDash(in.TrackerWorker), in.RunCount, res)
+					when(in.ExpectedMS), orDash(in.TrackerWorker), in.RunCount, res)
 			}
 			return tw.Flush()
 		},
@@ -214,15 +288,77 @@ func instanceListCmd() *cobra.Command {
 	cmd.Flags().StringVar(&jobID, "job", "", "job id")
 	cmd.Flags().StringVar(&appName, "app", "", "app name")
 	cmd.Flags().IntVar(&limit, "limit", 50, "most rows (0 = all)")
+	cmd.Flags().StringVar(&state, "state", "", "only these states, comma separated (running, succeeded, failed, stopped, canceled, waiting; final = any finished)")
+	cmd.Flags().StringVar(&since, "since", "", "only instances expected at or after this time (RFC 3339, or a duration ago such as 1h)")
+	cmd.Flags().StringVar(&until, "until", "", "only instances expected before this time (RFC 3339, or a duration ago)")
+	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
 	return cmd
+}
+
+// stateFilter parses --state.
+func stateFilter(s string) (func(subjects.InstanceState) bool, error) {
+	if strings.TrimSpace(s) == "" {
+		return func(subjects.InstanceState) bool { return true }, nil
+	}
+	var keep []func(subjects.InstanceState) bool
+	for _, w := range splitList(strings.ToLower(s)) {
+		var f func(subjects.InstanceState) bool
+		is := func(want ...subjects.InstanceState) func(subjects.InstanceState) bool {
+			return func(st subjects.InstanceState) bool { return slices.Contains(want, st) }
+		}
+		switch w {
+		case "running":
+			f = is(subjects.InstanceRunning)
+		case "waiting":
+			f = is(subjects.InstanceWaitingDispatch, subjects.InstanceWaitingWorker)
+		case "succeeded":
+			f = is(subjects.InstanceSucceeded)
+		case "failed":
+			f = is(subjects.InstanceFailed)
+		case "stopped":
+			f = is(subjects.InstanceStopped)
+		case "canceled", "cancelled":
+			f = is(subjects.InstanceCanceled)
+		case "final":
+			f = subjects.InstanceState.Final
+		default:
+			return nil, usagef("--state: %q is not running, waiting, succeeded, failed, stopped, canceled or final", w)
+		}
+		keep = append(keep, f)
+	}
+	return func(st subjects.InstanceState) bool {
+		for _, f := range keep {
+			if f(st) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// timeFlag parses an RFC 3339 time or a duration ago into Unix ms (0
+// when empty).
+func timeFlag(name, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d).UnixMilli(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return 0, usagef("%s: %q is not an RFC 3339 time (2026-01-02T15:04:05+01:00) or a duration ago (1h)", name, s)
+	}
+	return t.UnixMilli(), nil
 }
 
 func instanceRetryCmd() *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
-		Use:   "retry INSTANCE_ID",
-		Short: "Run a finished instance again (a new instance with the same job and parameters)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "retry INSTANCE_ID",
+		Short:             "Run a finished instance again (a new instance with the same job and parameters)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: onInstance(func(cmd *cobra.Command, c *client.Client, in *jetstream.Instance) error {
 			r, err := c.Retry(cmd.Context(), in.App, in.ID)
 			if err != nil {

@@ -4,12 +4,27 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
 func main() {
-	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "jetworker:", err)
-		os.Exit(1)
+	os.Exit(execute(os.Args[1:], os.Stderr))
+}
+
+// execute runs the command tree and returns the exit code; an error is
+// printed once, worded by explain (with the full chain at debug level).
+func execute(args []string, stderr io.Writer) int {
+	root := rootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
 	}
+	msg, code := explain(err)
+	fmt.Fprintln(stderr, "jetworker:", msg)
+	if g.logLevel == "debug" && msg != err.Error() {
+		fmt.Fprintln(stderr, "jetworker: detail:", err)
+	}
+	return code
 }

@@ -247,8 +247,8 @@ func TestDevSmoke(t *testing.T) {
 	require.Contains(t, r.stdout, "no live workers for app x")
 
 	r = run(t, "logs", "no-such-instance", "--nats", url)
-	require.Zero(t, r.code, r.stderr)
-	require.Empty(t, r.stdout)
+	require.Equal(t, 3, r.code, r.stderr)
+	require.Contains(t, r.stderr, "instance no-such-instance not found")
 
 	// SIGTERM drains and exits 0, promptly.
 	require.NoError(t, dev.cmd.Process.Signal(syscall.SIGTERM))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -25,6 +24,7 @@ type globals struct {
 	ca         string
 	cert, key  string
 	logLevel   string
+	out        outputFlags
 }
 
 var g globals
@@ -33,12 +33,16 @@ func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "jetworker",
 		Short:         "A distributed job worker and scheduler on NATS",
+		Long:          "A distributed job worker and scheduler on NATS.\n\n" + exitCodesHelp,
+		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cliError{code: exitUsage, msg: err.Error(), err: err} })
+	root.SetVersionTemplate("jetworker {{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVarP(&g.configPath, "config", "c", "", "YAML config file (env JETWORKER_* and flags override it)")
-	f.StringVar(&g.natsURLs, "nats", "", "external NATS URL(s), comma separated (server/worker: empty = embedded NATS; client commands: default nats://127.0.0.1:4222)")
+	f.StringVar(&g.natsURLs, "nats", "", "NATS URL(s), comma separated (default nats://127.0.0.1:4222 for every command but dev and nats; server --embedded runs its own)")
 	f.StringVar(&g.user, "nats-user", "", "NATS user")
 	f.StringVar(&g.pass, "nats-password", "", "NATS password")
 	f.StringVar(&g.token, "nats-token", "", "NATS token")
@@ -47,8 +51,11 @@ func rootCmd() *cobra.Command {
 	f.StringVar(&g.ca, "nats-ca", "", "CA bundle for TLS to NATS")
 	f.StringVar(&g.cert, "nats-cert", "", "client certificate for TLS to NATS")
 	f.StringVar(&g.key, "nats-key", "", "client key for TLS to NATS")
-	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error")
-	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd())
+	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (debug also prints the full error chain)")
+	f.StringVarP(&g.out.format, "output", "o", "table", "output of list and show commands: table or json")
+	f.BoolVar(&g.out.utc, "utc", false, "print times in UTC (default: local time; both with their zone offset)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.out.validate() }
+	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), versionCmd())
 	return root
 }
 
@@ -94,8 +101,10 @@ func splitList(s string) []string {
 	return out
 }
 
-// DefaultClientURL is where client commands look for NATS when none is
-// configured: the port `jetworker dev` and `jetworker server` listen on.
+// DefaultClientURL is where every command but dev and nats looks for NATS
+// when none is configured: the port `jetworker dev` and `jetworker nats`
+// listen on. Workers and servers connect there too rather than starting a
+// private embedded node, which would serve only themselves.
 const DefaultClientURL = "nats://127.0.0.1:4222"
 
 // clientConn connects a client command to NATS (never embedded).
@@ -116,7 +125,7 @@ func clientConn(cmd *cobra.Command) (*natsconn.Conn, func(), error) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("%w (is `jetworker dev` or `jetworker server` running? pass --nats URL)", err)
+		return nil, nil, err
 	}
 	return c, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

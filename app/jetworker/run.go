@@ -15,6 +15,8 @@ import (
 
 	"github.com/jetworker/jetworker/app"
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/client"
+	"github.com/jetworker/jetworker/modules/config"
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -67,15 +69,30 @@ func devCmd() *cobra.Command {
 func serverCmd() *cobra.Command {
 	var port int
 	var storeDir, id string
+	var embedded bool
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a scheduler server (embedded NATS unless --nats is given)",
+		Short: "Run a scheduler server (connects to nats://127.0.0.1:4222 unless --nats or --embedded)",
+		Long: `Run a scheduler server. It connects to NATS at --nats (default
+nats://127.0.0.1:4222, where ` + "`jetworker nats`" + ` or ` + "`jetworker dev`" + ` listen);
+--embedded runs its own NATS node on --port instead.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load(cmd)
 			if err != nil {
 				return err
 			}
-			applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
+			if embedded {
+				if cmd.Flags().Changed("nats") {
+					return usagef("--embedded and --nats: choose one")
+				}
+				cfg.NATS.URLs = nil
+				applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
+			} else {
+				if cmd.Flags().Changed("port") || cmd.Flags().Changed("store-dir") {
+					return usagef("--port and --store-dir: only with --embedded")
+				}
+				defaultURL(&cfg)
+			}
 			if id != "" {
 				cfg.Server.ID = id
 			}
@@ -83,6 +100,7 @@ func serverCmd() *cobra.Command {
 		},
 	}
 	embeddedFlags(cmd, &port, &storeDir)
+	cmd.Flags().BoolVar(&embedded, "embedded", false, "run an embedded NATS node (with JetStream) in this process instead of connecting to --nats")
 	cmd.Flags().StringVar(&id, "id", "", "server id (default: generated)")
 	return cmd
 }
@@ -92,7 +110,7 @@ func workerCmd() *cobra.Command {
 	var lazy bool
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Run a worker for an app",
+		Short: "Run a worker for an app (connects to nats://127.0.0.1:4222 unless --nats)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load(cmd)
 			if err != nil {
@@ -110,9 +128,9 @@ func workerCmd() *cobra.Command {
 			if err := cfg.Worker.Validate(); err != nil {
 				return err
 			}
-			if len(cfg.NATS.URLs) == 0 {
-				cfg.NATS.Embedded.Port = -1 // a lone worker with its own NATS serves only itself
-			}
+			// A worker with a private embedded NATS would serve only
+			// itself: connect to the shared default instead.
+			defaultURL(&cfg)
 			return app.Run(app.Worker(cfg, log, workerExtras()...), 30*time.Second, cfg.Worker.DrainTimeout+10*time.Second)
 		},
 	}
@@ -120,6 +138,13 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tags, "tags", "", "comma-separated tags advertised for dispatch")
 	cmd.Flags().BoolVar(&lazy, "allow-lazy-connect", false, "start even when no server answers, and keep asserting in the background")
 	return cmd
+}
+
+// defaultURL points a config without NATS URLs at DefaultClientURL.
+func defaultURL(cfg *config.File) {
+	if len(cfg.NATS.URLs) == 0 {
+		cfg.NATS.URLs = []string{DefaultClientURL}
+	}
 }
 
 func natsCmd() *cobra.Command {
@@ -208,6 +233,13 @@ func appCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.out.json() {
+				out := []appJSON{}
+				for _, a := range list {
+					out = append(out, appJSON{ID: a.ID, Name: a.Name, CreatedAt: whenJSON(a.CreatedMS)})
+				}
+				return writeJSON(os.Stdout, out)
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME")
 			for _, a := range list {
@@ -226,13 +258,16 @@ func workersCmd() *cobra.Command {
 		Short: "List the live workers of an app with their health",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if appName == "" {
-				return errors.New("--app: required")
+				return usagef("--app: required")
 			}
 			c, done, err := clientConn(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
+			if err := requireApp(cmd.Context(), c.JS(), appName); err != nil {
+				return err
+			}
 			reg, err := jetstream.OpenWorkers(cmd.Context(), c.JS(), 45*time.Second, 1)
 			if err != nil {
 				return err
@@ -240,6 +275,13 @@ func workersCmd() *cobra.Command {
 			list, err := reg.List(cmd.Context(), appName)
 			if err != nil {
 				return err
+			}
+			if g.out.json() {
+				out := []workerJSON{}
+				for _, w := range list {
+					out = append(out, workerView(w))
+				}
+				return writeJSON(os.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WORKER\tTAGS\tSCORE\tCPU (cores/load/busy)\tMEMORY\tDISK\tTRACKERS (light/heavy/proc)\tLAST SEEN")
@@ -264,6 +306,7 @@ func workersCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&appName, "app", "", "app name")
+	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
 	return cmd
 }
 
@@ -280,39 +323,89 @@ func human(b uint64) string {
 func logsCmd() *cobra.Command {
 	var follow bool
 	cmd := &cobra.Command{
-		Use:   "logs INSTANCE_ID",
-		Short: "Print an instance's logs (-f to follow)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "logs INSTANCE_ID",
+		Short:             "Print an instance's logs (-f follows them until the instance ends)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, done, err := clientConn(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
+			cl, err := client.New(cmd.Context(), c.NC(), c.JS())
+			if err != nil {
+				return err
+			}
+			in, err := getInstance(cmd.Context(), cl, args[0])
+			if err != nil {
+				return err
+			}
 			store, err := jetstream.OpenLogs(cmd.Context(), c.JS(), jetstream.LogLimits{}, 1)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			err = store.Read(ctx, args[0], follow, func(b *subjects.LogBatch) error {
+			readCtx, cancelRead := context.WithCancel(ctx)
+			defer cancelRead()
+			ended := make(chan struct{})
+			if follow {
+				// Follow until the instance is final, then give the
+				// workers' last batches logsGrace to arrive.
+				go func() {
+					defer cancelRead()
+					if !in.State.Final() {
+						if _, err := cl.Wait(readCtx, in.ID, nil); err != nil {
+							return
+						}
+					}
+					close(ended)
+					t := time.NewTimer(logsGrace)
+					defer t.Stop()
+					select {
+					case <-t.C:
+					case <-readCtx.Done():
+					}
+				}()
+			}
+			err = store.Read(readCtx, in.ID, follow, func(b *subjects.LogBatch) error {
 				if b.Dropped > 0 {
 					fmt.Printf("... %d lines dropped on worker %s (queue full)\n", b.Dropped, b.WorkerID)
 				}
 				for _, l := range b.Lines {
-					fmt.Printf("%s %-5s %s %s %s\n", time.UnixMilli(l.TimeMS).Format("15:04:05.000"),
+					fmt.Printf("%s %-5s %s %s %s\n", logTime(l.TimeMS),
 						levelName(l.Level), b.WorkerID, l.TaskID, l.Message)
 				}
 				return nil
 			})
 			if errors.Is(err, context.Canceled) {
+				select {
+				case <-ended:
+					if cur, gerr := cl.Instance(context.Background(), in.ID); gerr == nil {
+						fmt.Fprintf(os.Stderr, "instance %s ended %s\n", in.ID, cur.State)
+					}
+				default:
+				}
 				return nil
 			}
 			return err
 		},
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the instance ends (Ctrl-C stops)")
 	return cmd
+}
+
+// logsGrace is how long `logs -f` keeps reading after the instance ended:
+// workers flush log batches every 500ms (dev) to a few seconds.
+const logsGrace = 3 * time.Second
+
+func logTime(ms int64) string {
+	t := time.UnixMilli(ms)
+	if g.out.utc {
+		t = t.UTC()
+	}
+	return t.Format("15:04:05.000Z07:00")
 }
 
 func levelName(l subjects.LogLevel) string {

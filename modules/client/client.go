@@ -37,6 +37,9 @@ func New(ctx context.Context, nc *nats.Conn, js njs.JetStream) (*Client, error) 
 	return &Client{nc: nc, js: js, id: "cli-" + subjects.RandomToken(10), instances: in, timeout: 5 * time.Second, failover: time.Minute}, nil
 }
 
+// JS is the JetStream context the client reads records with.
+func (c *Client) JS() njs.JetStream { return c.js }
+
 // Owner returns the id of the server that owns app.
 func (c *Client) Owner(ctx context.Context, app string) (string, error) {
 	var reply subjects.AcquireReply

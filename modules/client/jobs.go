@@ -2,8 +2,13 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -46,20 +51,149 @@ type JobFile struct {
 	Enabled *bool  `yaml:"enabled"` // default true
 }
 
-// ReadJobFile parses a YAML job file; unknown keys are errors.
+// JobFileError is a job file that cannot be used: a YAML syntax error,
+// an unknown field or a value of the wrong type. Line is 1-based (0 when
+// the error is about the whole file); Field is the key as written.
+type JobFileError struct {
+	Path  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *JobFileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("job file %s line %d: %s", e.Path, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("job file %s: %s", e.Path, e.Msg)
+}
+
+// ReadJobFile parses a YAML job file; unknown keys are errors
+// (*JobFileError naming the key as written and its line).
 func ReadJobFile(path string) (*subjects.Job, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	var jf JobFile
-	if err := dec.Decode(&jf); err != nil {
-		return nil, fmt.Errorf("job file %s: %w", path, err)
+	return ParseJobFile(path, b)
+}
+
+// ParseJobFile is ReadJobFile on bytes; path names the file in errors.
+func ParseJobFile(path string, b []byte) (*subjects.Job, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, yamlError(path, err)
 	}
-	return jf.Job()
+	if len(doc.Content) == 0 {
+		return nil, &JobFileError{Path: path, Msg: "empty: expect keys such as name, processor, execute_type"}
+	}
+	if err := checkKeys(path, doc.Content[0], reflect.TypeOf(JobFile{}), ""); err != nil {
+		return nil, err
+	}
+	var jf JobFile
+	if err := doc.Decode(&jf); err != nil {
+		return nil, yamlError(path, err)
+	}
+	j, err := jf.Job()
+	if err != nil {
+		return nil, &JobFileError{Path: path, Msg: err.Error()}
+	}
+	return j, nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError words yaml.v3's errors: its line, without the library's
+// prefixes and Go type names.
+func yamlError(path string, err error) error {
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := &JobFileError{Path: path}
+	var parts []string
+	for _, m := range msgs {
+		m = strings.TrimPrefix(m, "yaml: ")
+		if g := yamlLine.FindStringSubmatch(m); g != nil {
+			if out.Line == 0 {
+				out.Line, _ = strconv.Atoi(g[1])
+			}
+			m = g[2]
+		}
+		m = goType.ReplaceAllString(m, "into $1")
+		parts = append(parts, m)
+	}
+	out.Msg = strings.Join(parts, "; ")
+	return out
+}
+
+// goType matches "into int64" and the like in yaml's type errors.
+var goType = regexp.MustCompile(`into (?:\[\])?(?:[a-z]+\.)?([A-Za-z]+?)(?:8|16|32|64)?\b`)
+
+// checkKeys reports the first mapping key with no field in t, with the
+// line the user wrote it on.
+func checkKeys(path string, n *yaml.Node, t reflect.Type, prefix string) error {
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[name] = f.Type
+		names = append(names, name)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		ft, ok := fields[k.Value]
+		if !ok {
+			msg := fmt.Sprintf("unknown field %q", prefix+k.Value)
+			if s := closest(k.Value, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", prefix+s)
+			}
+			return &JobFileError{Path: path, Line: k.Line, Field: prefix + k.Value, Msg: msg}
+		}
+		if err := checkKeys(path, v, ft, prefix+k.Value+"."); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closest is the known name within edit distance 2 of s, if any.
+func closest(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // Job converts the file form to a job definition.
@@ -73,13 +207,19 @@ func (f *JobFile) Job() (*subjects.Job, error) {
 	if j.TimeType == "" {
 		j.TimeType = subjects.TimeAPI
 	}
+	if j.TimeType.Frequent() {
+		if _, err := strconv.ParseFloat(strings.TrimSpace(j.TimeExpression), 64); err == nil {
+			e := strings.TrimSpace(j.TimeExpression)
+			return nil, fmt.Errorf("time_expression: %q has no unit: write %sms (or %ss)", j.TimeExpression, e, e)
+		}
+	}
 	if f.Enabled != nil {
 		j.Enabled = *f.Enabled
 	}
 	if f.TimeLimit != "" {
 		d, err := time.ParseDuration(f.TimeLimit)
 		if err != nil {
-			return nil, fmt.Errorf("time_limit: %w", err)
+			return nil, fmt.Errorf("time_limit: %q is not a duration (30s, 5m)", f.TimeLimit)
 		}
 		j.TimeLimitMS = d.Milliseconds()
 	}
@@ -93,7 +233,7 @@ func (f *JobFile) Job() (*subjects.Job, error) {
 		}
 		ts, err := time.Parse(time.RFC3339, t.s)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.key, err)
+			return nil, fmt.Errorf("%s: %q is not an RFC 3339 time (2026-01-02T15:04:05Z)", t.key, t.s)
 		}
 		*t.dst = ts.UnixMilli()
 	}

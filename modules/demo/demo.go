@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jetworker/jetworker/modules/processor"
@@ -33,12 +34,13 @@ func Hello(ctx context.Context, tc *processor.TaskContext) (processor.Result, er
 	return processor.OK("hello, " + who), nil
 }
 
-// Sleep sleeps for the duration in the instance parameters (default 1s),
-// honouring cancellation: a stop or time limit ends it at once.
+// Sleep sleeps for the duration in the instance parameters (a Go duration
+// such as "1.5s"; empty means 1s), honouring cancellation: a stop or time
+// limit ends it at once. Bad parameters fail the task with a message.
 func Sleep(ctx context.Context, tc *processor.TaskContext) (processor.Result, error) {
-	d, err := time.ParseDuration(tc.InstanceParams)
+	d, err := SleepDuration(tc.InstanceParams)
 	if err != nil {
-		d = time.Second
+		return processor.Fail(err.Error()), nil
 	}
 	select {
 	case <-time.After(d):
@@ -46,6 +48,26 @@ func Sleep(ctx context.Context, tc *processor.TaskContext) (processor.Result, er
 	case <-ctx.Done():
 		return processor.Result{}, ctx.Err()
 	}
+}
+
+// SleepDuration parses demo.sleep's parameters: empty means 1s; anything
+// else must be a non-negative Go duration with a unit.
+func SleepDuration(params string) (time.Duration, error) {
+	p := strings.TrimSpace(params)
+	if p == "" {
+		return time.Second, nil
+	}
+	d, err := time.ParseDuration(p)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(p, 64); nerr == nil {
+			return 0, fmt.Errorf("demo.sleep: params %q has no unit: write a duration such as %sms or %ss", p, p, p)
+		}
+		return 0, fmt.Errorf("demo.sleep: params %q is not a duration (write e.g. 500ms, 2s, 1m)", p)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("demo.sleep: params %q is negative", p)
+	}
+	return d, nil
 }
 
 // Primes is a map-reduce processor counting the primes below N (instance
@@ -131,9 +153,13 @@ func isPrime(v int) bool {
 // lists who did.
 type Ping struct{}
 
-// Process answers on one worker.
+// Process answers on one worker. A broadcast task's id is "b.<worker id>";
+// run standalone (or as any other task) it answers for its task id.
 func (Ping) Process(ctx context.Context, tc *processor.TaskContext) (processor.Result, error) {
-	return processor.OK("pong from " + tc.TaskID[2:]), nil
+	if w, ok := strings.CutPrefix(tc.TaskID, "b."); ok && w != "" {
+		return processor.OK("pong from " + w), nil
+	}
+	return processor.OK("pong from task " + tc.TaskID), nil
 }
 
 // PostProcess summarises the answers.

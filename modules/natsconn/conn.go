@@ -82,7 +82,7 @@ func (c *Conn) Start(ctx context.Context) error {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.stopNode(ctx)
-		return fmt.Errorf("connect to nats %s: %w", redact(url), err)
+		return &ConnectError{URL: redact(url), Err: err}
 	}
 	// Hot paths batch KV writes as asynchronous publishes: allow many in
 	// flight (the default 4,000 stalls a batch of a few thousand for 200ms).
@@ -170,6 +170,18 @@ func (c *Conn) stopNode(ctx context.Context) {
 		c.node = nil
 	}
 }
+
+// ConnectError is a failed first connect: nothing listens at URL, the
+// credentials were refused, or TLS failed. Err is nats.go's error.
+type ConnectError struct {
+	URL string
+	Err error
+}
+
+func (e *ConnectError) Error() string { return fmt.Sprintf("connect to nats %s: %v", e.URL, e.Err) }
+
+// Unwrap returns nats.go's error.
+func (e *ConnectError) Unwrap() error { return e.Err }
 
 func redact(url string) string {
 	if url == "" {

@@ -201,18 +201,24 @@ func TestConn_EmbeddedTempStoreRemovedAtStop(t *testing.T) {
 }
 
 func TestNode_PortInUse(t *testing.T) {
-	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
 	port := l.Addr().(*net.TCPAddr).Port
 
-	n := natsconn.NewNode(natsconn.Embedded{Port: port, StoreDir: t.TempDir()}, natstest.Logger(t))
-	// Start waits for readiness until ctx's deadline, so keep it short.
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	n := natsconn.NewNode(natsconn.Embedded{Port: port}, natstest.Logger(t))
+	// Start fails at once, without waiting for ctx's deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err = n.Start(ctx)
-	require.ErrorIs(t, err, natsconn.ErrNotReady)
+	require.ErrorIs(t, err, natsconn.ErrPortInUse)
+	require.ErrorContains(t, err, "--port -1")
+	require.NoError(t, ctx.Err())
+	left, gerr := filepath.Glob(filepath.Join(tmp, "jetworker-nats-*"))
+	require.NoError(t, gerr)
+	require.Empty(t, left, "no temporary store left behind")
 	require.Nil(t, n.Server())
 	require.NoError(t, n.Stop(context.Background()))
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -36,6 +38,9 @@ func NewNode(cfg Embedded, log *slog.Logger) *Node {
 // Start runs the server and waits until it accepts connections (bounded by
 // ctx, or 10s when ctx has no deadline).
 func (n *Node) Start(ctx context.Context) error {
+	if err := n.portFree(); err != nil {
+		return err
+	}
 	dir := n.cfg.StoreDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "jetworker-nats-")
@@ -84,14 +89,56 @@ func (n *Node) Start(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		wait = time.Until(dl)
 	}
-	if !srv.ReadyForConnections(wait) {
-		srv.Shutdown()
-		n.cleanup()
-		return fmt.Errorf("%w within %s (port %d in use?)", ErrNotReady, wait, n.cfg.Port)
+	// Ready in short steps, so that a cancelled ctx (Ctrl-C during
+	// start-up) ends the wait at once.
+	deadline := time.Now().Add(wait)
+	for !srv.ReadyForConnections(100 * time.Millisecond) {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			n.cleanup()
+			if ctx.Err() != nil {
+				return fmt.Errorf("embedded nats: start: %w", ctx.Err())
+			}
+			return fmt.Errorf("%w within %s", ErrNotReady, wait)
+		}
 	}
 	n.srv = srv
 	n.log.Info("embedded nats started", "url", n.ClientURL(), "store_dir", dir, "jetstream", true)
 	return nil
+}
+
+// ErrPortInUse is returned (wrapped in a *PortInUseError) by Start when
+// the client port is taken.
+var ErrPortInUse = errors.New("natsconn: port in use")
+
+// PortInUseError says which address is taken and what to do.
+type PortInUseError struct{ Addr string }
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("port %s is taken (another jetworker dev or NATS?): stop it, or pass --port -1 for a free port", e.Addr)
+}
+
+// Is matches ErrPortInUse.
+func (e *PortInUseError) Is(target error) bool { return target == ErrPortInUse }
+
+// portFree fails fast when the fixed client port is taken (another
+// `jetworker dev` or NATS), instead of waiting for a server that cannot
+// start.
+func (n *Node) portFree() error {
+	if n.cfg.DontListen || n.cfg.Port <= 0 {
+		return nil
+	}
+	host := n.cfg.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &PortInUseError{Addr: addr}
+	}
+	return l.Close()
 }
 
 // Server is the running server (nil before Start); connect in-process with

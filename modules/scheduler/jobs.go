@@ -38,16 +38,17 @@ func ParseCron(expr, tz string) (cron.Schedule, *time.Location, error) {
 	return sched, loc, nil
 }
 
-// ParsePeriod parses a fixed rate or delay: a Go duration ("500ms") or
-// milliseconds ("500"), at least 50ms.
+// ParsePeriod parses a fixed rate or delay: a Go duration with a unit
+// ("500ms", "10s"), at least 50ms. A bare number is rejected: "500" could
+// mean milliseconds or seconds.
 func ParsePeriod(expr string) (time.Duration, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(expr))
+	e := strings.TrimSpace(expr)
+	d, err := time.ParseDuration(e)
 	if err != nil {
-		ms, perr := strconv.ParseInt(strings.TrimSpace(expr), 10, 64)
-		if perr != nil {
-			return 0, fmt.Errorf("time_expression: %q is not a duration (500ms, 10s) or milliseconds", expr)
+		if _, perr := strconv.ParseInt(e, 10, 64); perr == nil {
+			return 0, fmt.Errorf("time_expression: %q has no unit: write %sms (or %ss)", expr, e, e)
 		}
-		d = time.Duration(ms) * time.Millisecond
+		return 0, fmt.Errorf("time_expression: %q is not a duration (500ms, 10s)", expr)
 	}
 	if d < subjects.MinFrequentPeriodMS*time.Millisecond {
 		return 0, fmt.Errorf("time_expression: %s is under the %dms minimum", d, subjects.MinFrequentPeriodMS)

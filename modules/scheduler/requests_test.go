@@ -162,7 +162,7 @@ func TestBadJobDefinitions(t *testing.T) {
 		{"cron without seconds", cron("* * * * *"), "time_expression"},
 		{"unknown time zone", func(j *subjects.Job) { cron("0 0 9 * * *")(j); j.TimeZone = "Mars/Olympus_Mons" }, "time_zone"},
 		{"fixed rate 20ms", func(j *subjects.Job) { j.TimeType, j.TimeExpression = subjects.TimeFixedRate, "20ms" }, "time_expression"},
-		{"fixed rate 20 (ms)", func(j *subjects.Job) { j.TimeType, j.TimeExpression = subjects.TimeFixedRate, "20" }, "50ms minimum"},
+		{"fixed rate bare number", func(j *subjects.Job) { j.TimeType, j.TimeExpression = subjects.TimeFixedRate, "500" }, "has no unit: write 500ms"},
 		{"fixed delay no duration", func(j *subjects.Job) { j.TimeType, j.TimeExpression = subjects.TimeFixedDelay, "soon" }, "time_expression"},
 		{"processor type wasm", func(j *subjects.Job) { j.ProcessorType = "wasm" }, "processor_type"},
 		{"unknown processor", func(j *subjects.Job) { j.Processor = "nope" }, `processor: no live worker of app testapp registers "nope"`},
