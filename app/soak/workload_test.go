@@ -91,7 +91,7 @@ func (w *workload) saveJobs(ctx context.Context) error {
 	w.cronLog = append(w.cronLog, jobEvent{at: time.Now(), enabled: true})
 	w.mu.Unlock()
 	w.rate, err = save(&subjects.Job{App: w.app, Name: "rate", Processor: "demo.sleep", Params: "100ms", ExecuteType: subjects.ExecStandalone,
-		TimeType: subjects.TimeFixedRate, TimeExpression: "1500", Enabled: true})
+		TimeType: subjects.TimeFixedRate, TimeExpression: "1500ms", Enabled: true})
 	return err
 }
 
