@@ -233,8 +233,10 @@ func (h *heavy) checkDone() {
 	}
 	// Reduce (map-reduce) or post-process (broadcast) on this worker, off
 	// the loop: user code may take its time.
+	failed := int(h.counts.Failed)
 	go func() {
 		res, ok := h.runHook(func(ctx context.Context, p processor.Processor, tc *processor.TaskContext) (processor.Result, bool, error) {
+			tc.FailedTasks = failed
 			return reduceHook(ctx, job.ExecuteType, p, tc, results)
 		})
 		h.post(func() {

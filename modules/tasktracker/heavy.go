@@ -382,7 +382,12 @@ func (h *heavy) onMap(msg *nats.Msg, req *subjects.MapRequest) {
 			return
 		}
 		if n := len(h.tasks) + len(req.Tasks); n > h.m.cfg.MaxTasks {
-			_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeTooLarge, "instance %s would have %d tasks, limit %d", req.InstanceID, n, h.m.cfg.MaxTasks))
+			// A refused map leaves the instance incomplete: whatever the
+			// other tasks and the reducer do, its result would be wrong.
+			// Fail it at once: no more dispatch, running tasks cancelled.
+			why := fmt.Sprintf("map refused: instance %s would have %d tasks, limit %d (task_tracker max_tasks)", req.InstanceID, n, h.m.cfg.MaxTasks)
+			_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeTooLarge, "%s", why))
+			h.stopAll(subjects.InstanceFailed, why)
 			return
 		}
 		fresh := 0
