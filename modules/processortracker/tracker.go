@@ -213,8 +213,13 @@ func (t *tracker) reportLoop() {
 			}
 			t.mu.Unlock()
 			if err != nil && t.ctx.Err() == nil {
-				// The tracker no longer knows the instance: it ended.
-				t.pool.log.Debug("reports refused", "instance_id", t.instanceID, "err", err)
+				// The task tracker no longer knows the instance (it ended),
+				// or it is gone: nobody will take these tasks' results, so
+				// running them on only holds this worker's capacity.
+				// Release the tracker (remove waits for this goroutine).
+				t.pool.log.Warn("reports refused or task tracker gone; releasing the processor tracker", "instance_id", t.instanceID, "err", err)
+				go t.pool.remove(t, "task tracker gone: "+err.Error())
+				return
 			}
 		}
 	}

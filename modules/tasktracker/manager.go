@@ -436,6 +436,20 @@ func (m *Manager) sendFinals(batch []final) {
 		req.Statuses[i] = *f.st
 	}
 	err := rpc.UntilAckedNotify(m.ctx, m.conn.NC(), target, req, &subjects.Ack{}, 5*time.Second, m.notOwner, subjects.CodeBadRequest)
+	if errors.Is(err, rpc.ErrGone) && m.ctx.Err() == nil {
+		// No server answers (one is failing over): a final status is
+		// never dropped for that. Queue it again behind the others; the
+		// next try asks server() again.
+		m.log.Warn("no server answers final statuses; queued again", "instances", len(batch), "err", err)
+		m.finalMu.Lock()
+		m.finalQ = append(m.finalQ, batch...)
+		m.finalMu.Unlock()
+		select {
+		case m.finalKick <- struct{}{}:
+		default:
+		}
+		return
+	}
 	for _, f := range batch {
 		if err != nil {
 			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", f.st.InstanceID, "state", f.st.State, "err", err)
