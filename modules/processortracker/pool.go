@@ -26,12 +26,11 @@ import (
 
 // Pool holds this worker's processor trackers.
 type Pool struct {
-	cfg    Config
-	id     *identity.Identity
-	conn   *natsconn.Conn
-	loader processor.Loader
-	logs   *logs.Handler
-	log    *slog.Logger
+	cfg  Config
+	id   *identity.Identity
+	conn *natsconn.Conn
+	exec *processor.Executor
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	trackers map[string]*tracker
@@ -52,7 +51,11 @@ func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processo
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Pool{cfg: cfg, id: id, conn: conn, loader: loader, logs: lh, trackers: map[string]*tracker{},
+	exec := &processor.Executor{Loader: loader, MaxResultBytes: cfg.MaxResultBytes}
+	if lh != nil {
+		exec.Logger = lh.Logger
+	}
+	p := &Pool{cfg: cfg, id: id, conn: conn, exec: exec, trackers: map[string]*tracker{},
 		log: log.With("component", "processor-tracker", "worker_id", id.WorkerID)}
 	p.idle = sync.NewCond(&p.mu)
 	return p, nil

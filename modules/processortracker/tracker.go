@@ -61,7 +61,7 @@ func newTracker(p *Pool, req *subjects.StartTasks) *tracker {
 // every task fails with the reason (PowerJob's lethal state) instead of
 // hanging the instance.
 func (t *tracker) load(ctx context.Context) {
-	p, err := t.pool.loader.Load(ctx, t.job.ProcessorType, t.job.Processor)
+	p, err := t.pool.exec.Load(ctx, t.job.ProcessorType, t.job.Processor)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -156,19 +156,11 @@ func (t *tracker) execute(task subjects.TaskSpec) subjects.TaskReport {
 	if t.job.ExecuteType == subjects.ExecMap || t.job.ExecuteType == subjects.ExecMapReduce {
 		m = mapper{t}
 	}
-	tc := processor.NewTaskContext(m)
-	tc.JobID, tc.InstanceID, tc.TaskID, tc.TaskName = t.job.JobID, t.instanceID, task.TaskID, task.TaskName
-	tc.JobParams, tc.InstanceParams = t.job.Params, t.params
-	tc.MaxRetry, tc.CurrentRetry, tc.Payload = t.job.TaskRetries, task.Attempt, task.Payload
-	if t.pool.logs != nil {
-		tc.Logger = t.pool.logs.Logger(t.instanceID, task.TaskID)
-	}
 	t.mu.Lock()
 	proc := t.proc
 	t.mu.Unlock()
-	res := processor.Run(t.ctx, t.pool.cfg.MaxResultBytes, func(ctx context.Context) (processor.Result, error) {
-		return proc.Process(ctx, tc)
-	})
+	res := t.pool.exec.Execute(t.ctx, proc, &processor.Task{JobID: t.job.JobID, InstanceID: t.instanceID, TaskID: task.TaskID, TaskName: task.TaskName,
+		JobParams: t.job.Params, InstanceParams: t.params, MaxRetry: t.job.TaskRetries, CurrentRetry: task.Attempt, Payload: task.Payload, Mapper: m})
 	state := subjects.TaskSucceeded
 	if !res.Success {
 		state = subjects.TaskFailed

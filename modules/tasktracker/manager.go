@@ -60,8 +60,7 @@ type Manager struct {
 	cfg    Config
 	id     *identity.Identity
 	conn   *natsconn.Conn
-	loader processor.Loader
-	logs   *logs.Handler
+	exec   *processor.Executor
 	server func() string // current owning server
 	log    *slog.Logger
 	kv     func() jetstream.KeyValue
@@ -94,7 +93,7 @@ func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processo
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, id: id, conn: conn, loader: loader, logs: lh, server: server, kv: kv, trackers: map[string]tracker{},
+	m := &Manager{cfg: cfg, id: id, conn: conn, exec: newExecutor(loader, lh, cfg.MaxResultBytes), server: server, kv: kv, trackers: map[string]tracker{},
 		ctx: ctx, cancel: cancel, finalKick: make(chan struct{}, 1), log: log.With("component", "task-tracker", "worker_id", id.WorkerID)}
 	m.idle = sync.NewCond(&m.mu)
 	return m, nil
@@ -557,6 +556,15 @@ func (m *Manager) Stop(context.Context) error {
 	m.cancel()
 	m.finals.Wait()
 	return nil
+}
+
+// newExecutor runs tasks with loader, their logs going to lh (when set).
+func newExecutor(loader processor.Loader, lh *logs.Handler, maxResult int) *processor.Executor {
+	e := &processor.Executor{Loader: loader, MaxResultBytes: maxResult}
+	if lh != nil {
+		e.Logger = lh.Logger
+	}
+	return e
 }
 
 func orDefault(s, d string) string {
