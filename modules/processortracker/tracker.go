@@ -176,45 +176,48 @@ func (t *tracker) kickReports() {
 }
 
 // reportLoop sends pending results, as many as ReportBatch at once, until
-// acknowledged; results arriving during a send form the next batch.
+// acknowledged; results arriving during a send form the next batch. They
+// leave pending only once acknowledged (isIdle counts them meanwhile).
 func (t *tracker) reportLoop() {
 	defer t.wg.Done()
-	for {
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-t.kick:
-		}
-		for t.ctx.Err() == nil {
-			t.mu.Lock()
-			n := subjects.Fit(len(t.pending), t.pool.cfg.ReportBatch, func(i int) int { return len(t.pending[i].Result) + len(t.pending[i].TaskID) + 32 })
-			if n == 0 {
-				t.mu.Unlock()
-				t.pool.notifyIdle()
-				break
-			}
-			batch := append([]subjects.TaskReport(nil), t.pending[:n]...)
-			t.mu.Unlock()
-			req := &subjects.TaskReports{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Reports: batch}
-			err := rpc.UntilAcked(t.ctx, t.pool.conn.NC(), t.target(subjects.VerbReport), req, &subjects.Ack{}, t.pool.cfg.RequestTimeout,
-				subjects.CodeNotFound, subjects.CodeBadRequest)
-			t.mu.Lock()
-			t.pending = t.pending[n:]
-			if len(t.pending) == 0 {
-				t.pending = nil // let the backing array go
-			}
-			t.mu.Unlock()
-			if err != nil && t.ctx.Err() == nil {
-				// The task tracker no longer knows the instance (it ended),
-				// or it is gone: nobody will take these tasks' results, so
-				// running them on only holds this worker's capacity.
-				// Release the tracker (remove waits for this goroutine).
-				t.pool.log.Warn("reports refused or task tracker gone; releasing the processor tracker", "instance_id", t.instanceID, "err", err)
-				go t.pool.remove(t, "task tracker gone: "+err.Error())
-				return
-			}
-		}
+	b := rpc.Batches{
+		Acked: rpc.Acked{Target: t.target(subjects.VerbReport), PerTry: t.pool.cfg.RequestTimeout,
+			StopOn: []subjects.Code{subjects.CodeNotFound, subjects.CodeBadRequest}},
+		Next: t.nextReports,
 	}
+	b.Run(t.ctx, t.pool.conn.NC(), t.kick)
+}
+
+// nextReports is the next batch of pending results for Batches.
+func (t *tracker) nextReports() (subjects.Message, func(error) bool, bool) {
+	t.mu.Lock()
+	n := subjects.Fit(len(t.pending), t.pool.cfg.ReportBatch, func(i int) int { return len(t.pending[i].Result) + len(t.pending[i].TaskID) + 32 })
+	if n == 0 {
+		t.mu.Unlock()
+		t.pool.notifyIdle()
+		return nil, nil, false
+	}
+	batch := append([]subjects.TaskReport(nil), t.pending[:n]...)
+	t.mu.Unlock()
+	req := &subjects.TaskReports{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Reports: batch}
+	return req, func(err error) bool {
+		t.mu.Lock()
+		t.pending = t.pending[n:]
+		if len(t.pending) == 0 {
+			t.pending = nil // let the backing array go
+		}
+		t.mu.Unlock()
+		if err != nil && t.ctx.Err() == nil {
+			// The task tracker no longer knows the instance (it ended),
+			// or it is gone: nobody will take these tasks' results, so
+			// running them on only holds this worker's capacity.
+			// Release the tracker (remove waits for this goroutine).
+			t.pool.log.Warn("reports refused or task tracker gone; releasing the processor tracker", "instance_id", t.instanceID, "err", err)
+			go t.pool.remove(t, "task tracker gone: "+err.Error())
+			return false
+		}
+		return true
+	}, true
 }
 
 // target returns the subject of a task-tracker verb of the current tracker.

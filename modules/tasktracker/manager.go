@@ -384,34 +384,44 @@ func (m *Manager) finish(st *subjects.InstanceStatus, cleanup func(context.Conte
 // acknowledged; statuses arriving during a send form the next batch.
 func (m *Manager) reportFinals() {
 	defer m.finals.Done()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-m.finalKick:
+	target := func() string {
+		if srv := m.server(); srv != "" {
+			return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatuses)
 		}
-		for m.ctx.Err() == nil {
-			m.finalMu.Lock()
-			n := subjects.Fit(len(m.finalQ), subjects.MaxBatch, func(i int) int { return finalSize(m.finalQ[i].st) })
-			batch := append([]final(nil), m.finalQ[:n]...)
-			m.finalQ = m.finalQ[n:]
-			more := len(m.finalQ) > 0
-			if !more {
-				m.finalQ = nil
-			}
-			m.finalMu.Unlock()
-			if n == 0 {
-				break
-			}
-			if more { // let another sender take the rest meanwhile
-				select {
-				case m.finalKick <- struct{}{}:
-				default:
-				}
-			}
-			m.sendFinals(batch)
+		return ""
+	}
+	b := rpc.Batches{
+		Acked: rpc.Acked{Target: target, PerTry: 5 * time.Second, StopOn: []subjects.Code{subjects.CodeBadRequest}, Failed: m.notOwner},
+		Next:  m.nextFinals,
+	}
+	b.Run(m.ctx, m.conn.NC(), m.finalKick)
+}
+
+// nextFinals takes the next batch of final statuses for Batches.
+func (m *Manager) nextFinals() (subjects.Message, func(error) bool, bool) {
+	m.finalMu.Lock()
+	n := subjects.Fit(len(m.finalQ), subjects.MaxBatch, func(i int) int { return finalSize(m.finalQ[i].st) })
+	batch := append([]final(nil), m.finalQ[:n]...)
+	m.finalQ = m.finalQ[n:]
+	more := len(m.finalQ) > 0
+	if !more {
+		m.finalQ = nil
+	}
+	m.finalMu.Unlock()
+	if n == 0 {
+		return nil, nil, false
+	}
+	if more { // let another sender take the rest meanwhile
+		select {
+		case m.finalKick <- struct{}{}:
+		default:
 		}
 	}
+	req := &subjects.InstanceStatuses{Statuses: make([]subjects.InstanceStatus, len(batch))}
+	for i, f := range batch {
+		req.Statuses[i] = *f.st
+	}
+	return req, func(err error) bool { m.sentFinals(batch, err); return true }, true
 }
 
 // finalSize estimates the encoded size of a status.
@@ -423,18 +433,8 @@ func finalSize(st *subjects.InstanceStatus) int {
 	return n
 }
 
-func (m *Manager) sendFinals(batch []final) {
-	target := func() string {
-		if srv := m.server(); srv != "" {
-			return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatuses)
-		}
-		return ""
-	}
-	req := &subjects.InstanceStatuses{Statuses: make([]subjects.InstanceStatus, len(batch))}
-	for i, f := range batch {
-		req.Statuses[i] = *f.st
-	}
-	err := rpc.UntilAckedNotify(m.ctx, m.conn.NC(), target, req, &subjects.Ack{}, 5*time.Second, m.notOwner, subjects.CodeBadRequest)
+// sentFinals handles the outcome of a batch of final statuses.
+func (m *Manager) sentFinals(batch []final, err error) {
 	if errors.Is(err, rpc.ErrGone) && m.ctx.Err() == nil {
 		// No server answers (one is failing over): a final status is
 		// never dropped for that. Queue it again behind the others; the
