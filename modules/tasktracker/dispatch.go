@@ -142,16 +142,14 @@ func (h *heavy) probe() *ptInfo {
 func (h *heavy) send(workerID string, batch []subjects.TaskSpec) {
 	req := &subjects.StartTasks{InstanceID: h.run.InstanceID, TrackerID: h.m.id.WorkerID, Epoch: h.run.Epoch,
 		Job: h.run.Job, Params: h.run.Params, Tasks: batch}
-	subj := subjects.WorkerVerb(h.m.id.App, workerID, subjects.MailboxProcessorTracker, subjects.VerbStartTask)
 	go func() {
 		ctx, cancel := context.WithTimeout(h.ctx, h.m.cfg.DispatchTimeout)
-		var reply subjects.StartTasksReply
-		err := rpc.Request(ctx, h.m.conn.NC(), subj, req, &reply)
+		reply, err := h.out.startTasks(ctx, workerID, req)
 		cancel()
 		if len(batch) == 0 {
 			return
 		}
-		h.post(func() { h.onDispatched(workerID, batch, &reply, err) })
+		h.post(func() { h.onDispatched(workerID, batch, reply, err) })
 	}()
 }
 

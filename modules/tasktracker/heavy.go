@@ -22,7 +22,8 @@ type heavy struct {
 	m   *Manager
 	run subjects.RunInstance
 	ep  atomic.Uint64 // run.Epoch, for readers off the loop
-	st  *store
+	st  taskStore
+	out ptSender
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,8 +79,13 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 	if m.kv() == nil {
 		return nil, subjects.Errorf(subjects.CodeInternal, "task store not open")
 	}
+	return m.startHeavyWith(ctx, run, newStore(m.conn.JS(), m.kv()), natsSender{m})
+}
+
+// startHeavyWith is startHeavy over the given store and sender.
+func (m *Manager) startHeavyWith(ctx context.Context, run *subjects.RunInstance, st taskStore, out ptSender) (*heavy, error) {
 	hctx, cancel := context.WithCancel(m.ctx)
-	h := &heavy{m: m, run: *run, st: newStore(m.conn.JS(), m.kv()), ctx: hctx, cancel: cancel,
+	h := &heavy{m: m, run: *run, st: st, out: out, ctx: hctx, cancel: cancel,
 		events: make(chan func(), 1024), acks: make(chan ackJob, 1024), acked: make(chan struct{}), done: make(chan struct{}),
 		tasks: map[string]*task{}, pinned: map[string][]string{}, pts: map[string]*ptInfo{}}
 	if lim := run.Job.TimeLimitMS; lim > 0 {
@@ -499,9 +505,9 @@ func (h *heavy) stopAll(state subjects.InstanceState, reason string) {
 	if h.finalizing {
 		return
 	}
-	req, _ := subjects.Marshal(&subjects.StopInstance{InstanceID: h.run.InstanceID, Reason: reason})
+	req := &subjects.StopInstance{InstanceID: h.run.InstanceID, Reason: reason}
 	for _, w := range h.ptOrder {
-		_ = h.m.conn.NC().Publish(subjects.WorkerVerb(h.m.id.App, w, subjects.MailboxProcessorTracker, subjects.VerbStopInstance), req)
+		h.out.stopInstance(w, req)
 	}
 	h.finish(state, reason)
 }
