@@ -51,3 +51,19 @@ func TestTrackerReleasedWhenTaskTrackerGone(t *testing.T) {
 	close(g.release) // the task ends; its report finds nobody
 	eventually(t, 30*time.Second, func() bool { return h.pool.Count() == 0 }, "processor tracker released")
 }
+
+// A processor tracker running long tasks for a task tracker that stopped
+// answering (its worker died) is released without waiting for the tasks:
+// they are cancelled (before, it held its slot until they ended).
+func TestTrackerReleasedWhenTaskTrackerStopsAnswering(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	h := setup(t, processortracker.Config{IdleTimeout: time.Hour}, processor.Named{Name: "gate", Processor: g})
+	_, err := h.start(t, "i1", job("gate", 1), tasks("1")...)
+	require.NoError(t, err)
+	g.waitEntered(t)
+	require.NoError(t, h.sub.Unsubscribe())
+	require.NoError(t, h.nc.Flush())
+	eventually(t, 20*time.Second, func() bool { return h.pool.Count() == 0 }, "processor tracker released")
+	require.EqualValues(t, 1, g.cancelled.Load(), "its running task was cancelled")
+}

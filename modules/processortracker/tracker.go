@@ -2,6 +2,7 @@ package processortracker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,6 +34,10 @@ type tracker struct {
 	running    int
 	lastActive time.Time
 	closed     bool
+
+	probing bool // a heartbeat request is in flight
+	silent  int  // heartbeats in a row with no responders
+	probes  sync.WaitGroup
 
 	pending []subjects.TaskReport // results not yet acknowledged
 	kick    chan struct{}
@@ -251,15 +256,43 @@ func (t *tracker) isIdle() bool {
 	return t.running == 0 && len(t.queue) == 0 && len(t.pending) == 0
 }
 
+// sendStatus heartbeats to the task tracker. It is a request, at most one
+// in flight: a task tracker that is gone (no responders rpc.GoneAfter
+// times in a row) would never take these tasks' results, so the tracker
+// is released and its slot and running tasks with it.
 func (t *tracker) sendStatus() {
 	t.mu.Lock()
+	if t.closed || t.probing {
+		t.mu.Unlock()
+		return
+	}
+	t.probing = true
 	st := &subjects.PTStatus{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Running: t.running, Queued: len(t.queue), Lethal: t.lethal}
 	subj := subjects.WorkerVerb(t.pool.id.App, t.trackerID, subjects.MailboxTaskTracker, subjects.VerbPTStatus)
+	t.probes.Add(1)
 	t.mu.Unlock()
-	data, err := subjects.Marshal(st)
-	if err == nil {
-		_ = t.pool.conn.NC().PublishMsg(&nats.Msg{Subject: subj, Data: data})
-	}
+	go func() {
+		defer t.probes.Done()
+		data, err := subjects.Marshal(st)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(t.ctx, t.pool.cfg.RequestTimeout)
+			_, err = t.pool.conn.NC().RequestMsgWithContext(ctx, &nats.Msg{Subject: subj, Data: data})
+			cancel()
+		}
+		t.mu.Lock()
+		t.probing = false
+		if errors.Is(err, nats.ErrNoResponders) {
+			t.silent++
+		} else {
+			t.silent = 0 // any answer, or none in time: not known gone
+		}
+		gone := t.silent >= rpc.GoneAfter && !t.closed
+		t.mu.Unlock()
+		if gone && t.ctx.Err() == nil {
+			t.pool.log.Warn("task tracker gone (no responders); releasing the processor tracker", "instance_id", t.instanceID, "tracker", subj)
+			go t.pool.remove(t, "task tracker gone")
+		}
+	}()
 }
 
 // close cancels every task's context and waits for the goroutines.
@@ -269,5 +302,6 @@ func (t *tracker) close(why string) {
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
+	t.probes.Wait()
 	t.pool.log.Debug("processor tracker released", "instance_id", t.instanceID, "reason", why)
 }
