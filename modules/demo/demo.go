@@ -114,11 +114,15 @@ func (Primes) Process(ctx context.Context, tc *processor.TaskContext) (processor
 	return processor.OK(strconv.Itoa(count)), nil
 }
 
-// Reduce adds the range counts; a failed range fails the result.
+// Reduce adds the range counts; a failed range, or a failed root (the map
+// did not finish, so ranges are missing), fails the result.
 func (Primes) Reduce(ctx context.Context, tc *processor.TaskContext, results []processor.TaskResult) (processor.Result, error) {
 	total, failed := 0, 0
 	for _, r := range results {
 		if r.TaskName == processor.RootTaskName {
+			if !r.Success {
+				return processor.Fail("the map did not finish: " + r.Message), nil
+			}
 			continue
 		}
 		if !r.Success {
@@ -128,7 +132,7 @@ func (Primes) Reduce(ctx context.Context, tc *processor.TaskContext, results []p
 		n, _ := strconv.Atoi(r.Message)
 		total += n
 	}
-	if failed > 0 {
+	if failed > 0 || tc.FailedTasks > 0 {
 		return processor.Fail(fmt.Sprintf("%d ranges failed; %d primes in the rest", failed, total)), nil
 	}
 	return processor.OK(fmt.Sprintf("%d primes", total)), nil

@@ -56,6 +56,11 @@ type TaskContext struct {
 	// Logger writes instance log lines (jetworker logs INSTANCE_ID).
 	Logger   *slog.Logger
 	Workflow *WorkflowContext
+	// FailedTasks is set for Reduce and PostProcess: how many of the
+	// instance's tasks (the root included) ended failed. A reducer whose
+	// result needs every task must fail when it is not zero: a failed
+	// root means the map did not finish, so the results are incomplete.
+	FailedTasks int
 
 	mapper  Mapper
 	mu      sync.Mutex

@@ -33,6 +33,7 @@ type harness struct {
 	id   *identity.Identity
 	nc   *nats.Conn // the task tracker's connection
 	tt   *fakeTracker
+	sub  *nats.Subscription // the fake task tracker's: unsubscribe to make it gone
 }
 
 // setup starts the pool with cfg (short periods unless set) and procs.
@@ -80,7 +81,7 @@ func setup(t *testing.T, cfg processortracker.Config, procs ...processor.Named) 
 	require.NoError(t, err)
 	require.NoError(t, nc.Flush())
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return &harness{pool: pool, id: id, nc: nc, tt: tt}
+	return &harness{pool: pool, id: id, nc: nc, tt: tt, sub: sub}
 }
 
 // start sends a start-task to the pool as the fake tracker would.
@@ -141,6 +142,8 @@ func (f *fakeTracker) handle(msg *nats.Msg) {
 		}
 		f.mu.Unlock()
 		_ = rpc.Respond(msg, &subjects.Ack{}, nil)
+	case subjects.VerbQuery: // a processor tracker verifying this task tracker
+		_ = rpc.Respond(msg, &subjects.InstanceDetail{State: subjects.InstanceRunning}, nil)
 	case subjects.VerbPTStatus:
 		var st subjects.PTStatus
 		if err := subjects.Unmarshal(msg.Data, &st); err == nil {
@@ -148,6 +151,7 @@ func (f *fakeTracker) handle(msg *nats.Msg) {
 			f.statuses = append(f.statuses, st)
 			f.mu.Unlock()
 		}
+		_ = rpc.Respond(msg, &subjects.Ack{}, nil) // as the task tracker's mailbox answers a heartbeat request
 	}
 }
 

@@ -20,17 +20,17 @@ import (
 	"github.com/jetworker/jetworker/modules/mailbox"
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/processor"
+	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
 )
 
 // Pool holds this worker's processor trackers.
 type Pool struct {
-	cfg    Config
-	id     *identity.Identity
-	conn   *natsconn.Conn
-	loader processor.Loader
-	logs   *logs.Handler
-	log    *slog.Logger
+	cfg  Config
+	id   *identity.Identity
+	conn *natsconn.Conn
+	exec *processor.Executor
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	trackers map[string]*tracker
@@ -51,7 +51,11 @@ func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processo
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Pool{cfg: cfg, id: id, conn: conn, loader: loader, logs: lh, trackers: map[string]*tracker{},
+	exec := &processor.Executor{Loader: loader, MaxResultBytes: cfg.MaxResultBytes}
+	if lh != nil {
+		exec.Logger = lh.Logger
+	}
+	p := &Pool{cfg: cfg, id: id, conn: conn, exec: exec, trackers: map[string]*tracker{},
 		log: log.With("component", "processor-tracker", "worker_id", id.WorkerID)}
 	p.idle = sync.NewCond(&p.mu)
 	return p, nil
@@ -196,6 +200,21 @@ func (p *Pool) handleStartTasks(ctx context.Context, msg *nats.Msg) (subjects.Me
 			p.mu.Unlock()
 			return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s runs %d instances, limit %d", p.id.WorkerID, len(p.trackers), p.cfg.MaxTrackers)
 		}
+		p.mu.Unlock()
+		// A tracker holds a slot of MaxTrackers until it is released: take
+		// one only for a task tracker that answers for the instance, or
+		// anyone could pin this worker's capacity by naming one that does
+		// not exist. Start-tasks are handled one at a time (one mailbox
+		// goroutine), so no other can create this instance's tracker
+		// meanwhile.
+		if err := p.verify(ctx, &req); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		if len(p.trackers) >= p.cfg.MaxTrackers {
+			p.mu.Unlock()
+			return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s runs %d instances, limit %d", p.id.WorkerID, len(p.trackers), p.cfg.MaxTrackers)
+		}
 		tr = newTracker(p, &req)
 		p.trackers[req.InstanceID] = tr
 	}
@@ -205,6 +224,22 @@ func (p *Pool) handleStartTasks(ctx context.Context, msg *nats.Msg) (subjects.Me
 	}
 	tr.follow(req.TrackerID, req.Epoch)
 	return tr.accept(req.Tasks), nil
+}
+
+// verify asks the task tracker named by req whether it tracks the
+// instance; an error is a typed not_found to return to the sender.
+func (p *Pool) verify(ctx context.Context, req *subjects.StartTasks) error {
+	if req.TrackerID == "" {
+		return subjects.Errorf(subjects.CodeBadRequest, "start-task for instance %s names no task tracker", req.InstanceID)
+	}
+	vctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
+	defer cancel()
+	subj := subjects.WorkerVerb(p.id.App, req.TrackerID, subjects.MailboxTaskTracker, subjects.VerbQuery)
+	if err := rpc.Request(vctx, p.conn.NC(), subj, &subjects.QueryInstance{InstanceID: req.InstanceID}, &subjects.InstanceDetail{}); err != nil {
+		p.log.Warn("start-task refused: its task tracker does not answer for the instance", "instance_id", req.InstanceID, "tracker", req.TrackerID, "err", err)
+		return subjects.Errorf(subjects.CodeNotFound, "task tracker %s does not answer for instance %s: %v", req.TrackerID, req.InstanceID, err)
+	}
+	return nil
 }
 
 func rejectAll(tasks []subjects.TaskSpec, why string) *subjects.StartTasksReply {

@@ -2,6 +2,7 @@ package processortracker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -34,6 +35,10 @@ type tracker struct {
 	lastActive time.Time
 	closed     bool
 
+	probing bool // a heartbeat request is in flight
+	silent  int  // heartbeats in a row with no responders
+	probes  sync.WaitGroup
+
 	pending []subjects.TaskReport // results not yet acknowledged
 	kick    chan struct{}
 	wg      sync.WaitGroup
@@ -61,7 +66,7 @@ func newTracker(p *Pool, req *subjects.StartTasks) *tracker {
 // every task fails with the reason (PowerJob's lethal state) instead of
 // hanging the instance.
 func (t *tracker) load(ctx context.Context) {
-	p, err := t.pool.loader.Load(ctx, t.job.ProcessorType, t.job.Processor)
+	p, err := t.pool.exec.Load(ctx, t.job.ProcessorType, t.job.Processor)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -156,19 +161,11 @@ func (t *tracker) execute(task subjects.TaskSpec) subjects.TaskReport {
 	if t.job.ExecuteType == subjects.ExecMap || t.job.ExecuteType == subjects.ExecMapReduce {
 		m = mapper{t}
 	}
-	tc := processor.NewTaskContext(m)
-	tc.JobID, tc.InstanceID, tc.TaskID, tc.TaskName = t.job.JobID, t.instanceID, task.TaskID, task.TaskName
-	tc.JobParams, tc.InstanceParams = t.job.Params, t.params
-	tc.MaxRetry, tc.CurrentRetry, tc.Payload = t.job.TaskRetries, task.Attempt, task.Payload
-	if t.pool.logs != nil {
-		tc.Logger = t.pool.logs.Logger(t.instanceID, task.TaskID)
-	}
 	t.mu.Lock()
 	proc := t.proc
 	t.mu.Unlock()
-	res := processor.Run(t.ctx, t.pool.cfg.MaxResultBytes, func(ctx context.Context) (processor.Result, error) {
-		return proc.Process(ctx, tc)
-	})
+	res := t.pool.exec.Execute(t.ctx, proc, &processor.Task{JobID: t.job.JobID, InstanceID: t.instanceID, TaskID: task.TaskID, TaskName: task.TaskName,
+		JobParams: t.job.Params, InstanceParams: t.params, MaxRetry: t.job.TaskRetries, CurrentRetry: task.Attempt, Payload: task.Payload, Mapper: m})
 	state := subjects.TaskSucceeded
 	if !res.Success {
 		state = subjects.TaskFailed
@@ -184,40 +181,48 @@ func (t *tracker) kickReports() {
 }
 
 // reportLoop sends pending results, as many as ReportBatch at once, until
-// acknowledged; results arriving during a send form the next batch.
+// acknowledged; results arriving during a send form the next batch. They
+// leave pending only once acknowledged (isIdle counts them meanwhile).
 func (t *tracker) reportLoop() {
 	defer t.wg.Done()
-	for {
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-t.kick:
-		}
-		for t.ctx.Err() == nil {
-			t.mu.Lock()
-			n := subjects.Fit(len(t.pending), t.pool.cfg.ReportBatch, func(i int) int { return len(t.pending[i].Result) + len(t.pending[i].TaskID) + 32 })
-			if n == 0 {
-				t.mu.Unlock()
-				t.pool.notifyIdle()
-				break
-			}
-			batch := append([]subjects.TaskReport(nil), t.pending[:n]...)
-			t.mu.Unlock()
-			req := &subjects.TaskReports{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Reports: batch}
-			err := rpc.UntilAcked(t.ctx, t.pool.conn.NC(), t.target(subjects.VerbReport), req, &subjects.Ack{}, t.pool.cfg.RequestTimeout,
-				subjects.CodeNotFound, subjects.CodeBadRequest)
-			t.mu.Lock()
-			t.pending = t.pending[n:]
-			if len(t.pending) == 0 {
-				t.pending = nil // let the backing array go
-			}
-			t.mu.Unlock()
-			if err != nil && t.ctx.Err() == nil {
-				// The tracker no longer knows the instance: it ended.
-				t.pool.log.Debug("reports refused", "instance_id", t.instanceID, "err", err)
-			}
-		}
+	b := rpc.Batches{
+		Acked: rpc.Acked{Target: t.target(subjects.VerbReport), PerTry: t.pool.cfg.RequestTimeout,
+			StopOn: []subjects.Code{subjects.CodeNotFound, subjects.CodeBadRequest}},
+		Next: t.nextReports,
 	}
+	b.Run(t.ctx, t.pool.conn.NC(), t.kick)
+}
+
+// nextReports is the next batch of pending results for Batches.
+func (t *tracker) nextReports() (subjects.Message, func(error) bool, bool) {
+	t.mu.Lock()
+	n := subjects.Fit(len(t.pending), t.pool.cfg.ReportBatch, func(i int) int { return len(t.pending[i].Result) + len(t.pending[i].TaskID) + 32 })
+	if n == 0 {
+		t.mu.Unlock()
+		t.pool.notifyIdle()
+		return nil, nil, false
+	}
+	batch := append([]subjects.TaskReport(nil), t.pending[:n]...)
+	t.mu.Unlock()
+	req := &subjects.TaskReports{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Reports: batch}
+	return req, func(err error) bool {
+		t.mu.Lock()
+		t.pending = t.pending[n:]
+		if len(t.pending) == 0 {
+			t.pending = nil // let the backing array go
+		}
+		t.mu.Unlock()
+		if err != nil && t.ctx.Err() == nil {
+			// The task tracker no longer knows the instance (it ended),
+			// or it is gone: nobody will take these tasks' results, so
+			// running them on only holds this worker's capacity.
+			// Release the tracker (remove waits for this goroutine).
+			t.pool.log.Warn("reports refused or task tracker gone; releasing the processor tracker", "instance_id", t.instanceID, "err", err)
+			go t.pool.remove(t, "task tracker gone: "+err.Error())
+			return false
+		}
+		return true
+	}, true
 }
 
 // target returns the subject of a task-tracker verb of the current tracker.
@@ -251,15 +256,43 @@ func (t *tracker) isIdle() bool {
 	return t.running == 0 && len(t.queue) == 0 && len(t.pending) == 0
 }
 
+// sendStatus heartbeats to the task tracker. It is a request, at most one
+// in flight: a task tracker that is gone (no responders rpc.GoneAfter
+// times in a row) would never take these tasks' results, so the tracker
+// is released and its slot and running tasks with it.
 func (t *tracker) sendStatus() {
 	t.mu.Lock()
+	if t.closed || t.probing {
+		t.mu.Unlock()
+		return
+	}
+	t.probing = true
 	st := &subjects.PTStatus{InstanceID: t.instanceID, WorkerID: t.pool.id.WorkerID, Running: t.running, Queued: len(t.queue), Lethal: t.lethal}
 	subj := subjects.WorkerVerb(t.pool.id.App, t.trackerID, subjects.MailboxTaskTracker, subjects.VerbPTStatus)
+	t.probes.Add(1)
 	t.mu.Unlock()
-	data, err := subjects.Marshal(st)
-	if err == nil {
-		_ = t.pool.conn.NC().PublishMsg(&nats.Msg{Subject: subj, Data: data})
-	}
+	go func() {
+		defer t.probes.Done()
+		data, err := subjects.Marshal(st)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(t.ctx, t.pool.cfg.RequestTimeout)
+			_, err = t.pool.conn.NC().RequestMsgWithContext(ctx, &nats.Msg{Subject: subj, Data: data})
+			cancel()
+		}
+		t.mu.Lock()
+		t.probing = false
+		if errors.Is(err, nats.ErrNoResponders) {
+			t.silent++
+		} else {
+			t.silent = 0 // any answer, or none in time: not known gone
+		}
+		gone := t.silent >= rpc.GoneAfter && !t.closed
+		t.mu.Unlock()
+		if gone && t.ctx.Err() == nil {
+			t.pool.log.Warn("task tracker gone (no responders); releasing the processor tracker", "instance_id", t.instanceID, "tracker", subj)
+			go t.pool.remove(t, "task tracker gone")
+		}
+	}()
 }
 
 // close cancels every task's context and waits for the goroutines.
@@ -269,5 +302,6 @@ func (t *tracker) close(why string) {
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
+	t.probes.Wait()
 	t.pool.log.Debug("processor tracker released", "instance_id", t.instanceID, "reason", why)
 }

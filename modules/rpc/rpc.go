@@ -131,41 +131,84 @@ func Backoff(n int, maxDelay time.Duration) time.Duration {
 	return min(d, maxDelay)
 }
 
+// ErrGone is returned by UntilAcked when the receiver had no responders
+// for GoneAfter tries in a row: it is not coming back soon, and the caller
+// decides what to do with what it was sending.
+var ErrGone = errors.New("rpc: receiver gone")
+
+// GoneAfter is the default bound of UntilAcked: this many tries in a row
+// with no responders (about 10s with its backoff) mean the receiver is gone.
+const GoneAfter = 10
+
 // UntilAcked sends req to the subject chosen by target (asked again before
 // every try, so a moved receiver is followed) until a reply decodes into
-// reply, backing off between tries (up to 2s). It gives up only when ctx
-// ends, or at once on a typed error whose code is in stopOn. perTry bounds
-// each try.
+// reply, backing off between tries (up to 2s). It gives up when ctx ends,
+// at once on a typed error whose code is in stopOn, and with ErrGone after
+// GoneAfter tries in a row with no responders. perTry bounds each try.
 func UntilAcked(ctx context.Context, nc *nats.Conn, target func() string, req, reply subjects.Message, perTry time.Duration, stopOn ...subjects.Code) error {
-	return UntilAckedNotify(ctx, nc, target, req, reply, perTry, nil, stopOn...)
+	return Acked{Target: target, PerTry: perTry, StopOn: stopOn}.Send(ctx, nc, req, reply)
 }
 
 // UntilAckedNotify is UntilAcked calling failed (when not nil) with the
 // error of every failed try, e.g. to look for a moved receiver at once.
 func UntilAckedNotify(ctx context.Context, nc *nats.Conn, target func() string, req, reply subjects.Message, perTry time.Duration, failed func(error), stopOn ...subjects.Code) error {
+	return Acked{Target: target, PerTry: perTry, StopOn: stopOn, Failed: failed}.Send(ctx, nc, req, reply)
+}
+
+// Acked is a request retried until acknowledged (UntilAcked with every
+// knob).
+type Acked struct {
+	// Target names the receiver's subject before every try ("" while none
+	// is known yet).
+	Target func() string
+	// PerTry bounds each try.
+	PerTry time.Duration
+	// StopOn lists typed error codes that end the retries at once.
+	StopOn []subjects.Code
+	// Failed, when set, sees the error of every failed try.
+	Failed func(error)
+	// GoneAfter is how many tries in a row with no responders end the
+	// retries with ErrGone (zero means GoneAfter, the constant).
+	GoneAfter int
+}
+
+// Send sends req until a reply decodes into reply; see UntilAcked.
+func (a Acked) Send(ctx context.Context, nc *nats.Conn, req, reply subjects.Message) error {
+	gone := a.GoneAfter
+	if gone <= 0 {
+		gone = GoneAfter
+	}
+	silent := 0
 	for n := 0; ; n++ {
-		subj := target()
+		subj := a.Target()
 		var err error
 		if subj == "" {
 			err = errors.New("no receiver known yet")
 		} else {
-			tctx, cancel := context.WithTimeout(ctx, perTry)
+			tctx, cancel := context.WithTimeout(ctx, a.PerTry)
 			err = Request(tctx, nc, subj, req, reply)
 			cancel()
 		}
 		if err == nil {
 			return nil
 		}
-		if failed != nil {
-			failed(err)
+		if a.Failed != nil {
+			a.Failed(err)
 		}
 		var typed *subjects.Error
 		if errors.As(err, &typed) {
-			for _, c := range stopOn {
+			for _, c := range a.StopOn {
 				if typed.Code == c {
 					return err
 				}
 			}
+		}
+		if errors.Is(err, ErrNoResponders) {
+			if silent++; silent >= gone {
+				return fmt.Errorf("%w: %d tries in a row with no responders (last error: %w)", ErrGone, silent, err)
+			}
+		} else {
+			silent = 0
 		}
 		select {
 		case <-ctx.Done():

@@ -142,16 +142,14 @@ func (h *heavy) probe() *ptInfo {
 func (h *heavy) send(workerID string, batch []subjects.TaskSpec) {
 	req := &subjects.StartTasks{InstanceID: h.run.InstanceID, TrackerID: h.m.id.WorkerID, Epoch: h.run.Epoch,
 		Job: h.run.Job, Params: h.run.Params, Tasks: batch}
-	subj := subjects.WorkerVerb(h.m.id.App, workerID, subjects.MailboxProcessorTracker, subjects.VerbStartTask)
 	go func() {
 		ctx, cancel := context.WithTimeout(h.ctx, h.m.cfg.DispatchTimeout)
-		var reply subjects.StartTasksReply
-		err := rpc.Request(ctx, h.m.conn.NC(), subj, req, &reply)
+		reply, err := h.out.startTasks(ctx, workerID, req)
 		cancel()
 		if len(batch) == 0 {
 			return
 		}
-		h.post(func() { h.onDispatched(workerID, batch, &reply, err) })
+		h.post(func() { h.onDispatched(workerID, batch, reply, err) })
 	}()
 }
 
@@ -233,8 +231,10 @@ func (h *heavy) checkDone() {
 	}
 	// Reduce (map-reduce) or post-process (broadcast) on this worker, off
 	// the loop: user code may take its time.
+	failed := int(h.counts.Failed)
 	go func() {
 		res, ok := h.runHook(func(ctx context.Context, p processor.Processor, tc *processor.TaskContext) (processor.Result, bool, error) {
+			tc.FailedTasks = failed
 			return reduceHook(ctx, job.ExecuteType, p, tc, results)
 		})
 		h.post(func() {

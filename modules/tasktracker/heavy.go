@@ -22,7 +22,8 @@ type heavy struct {
 	m   *Manager
 	run subjects.RunInstance
 	ep  atomic.Uint64 // run.Epoch, for readers off the loop
-	st  *store
+	st  taskStore
+	out ptSender
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,8 +79,13 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 	if m.kv() == nil {
 		return nil, subjects.Errorf(subjects.CodeInternal, "task store not open")
 	}
+	return m.startHeavyWith(ctx, run, newStore(m.conn.JS(), m.kv()), natsSender{m})
+}
+
+// startHeavyWith is startHeavy over the given store and sender.
+func (m *Manager) startHeavyWith(ctx context.Context, run *subjects.RunInstance, st taskStore, out ptSender) (*heavy, error) {
 	hctx, cancel := context.WithCancel(m.ctx)
-	h := &heavy{m: m, run: *run, st: newStore(m.conn.JS(), m.kv()), ctx: hctx, cancel: cancel,
+	h := &heavy{m: m, run: *run, st: st, out: out, ctx: hctx, cancel: cancel,
 		events: make(chan func(), 1024), acks: make(chan ackJob, 1024), acked: make(chan struct{}), done: make(chan struct{}),
 		tasks: map[string]*task{}, pinned: map[string][]string{}, pts: map[string]*ptInfo{}}
 	if lim := run.Job.TimeLimitMS; lim > 0 {
@@ -382,7 +388,12 @@ func (h *heavy) onMap(msg *nats.Msg, req *subjects.MapRequest) {
 			return
 		}
 		if n := len(h.tasks) + len(req.Tasks); n > h.m.cfg.MaxTasks {
-			_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeTooLarge, "instance %s would have %d tasks, limit %d", req.InstanceID, n, h.m.cfg.MaxTasks))
+			// A refused map leaves the instance incomplete: whatever the
+			// other tasks and the reducer do, its result would be wrong.
+			// Fail it at once: no more dispatch, running tasks cancelled.
+			why := fmt.Sprintf("map refused: instance %s would have %d tasks, limit %d (task_tracker max_tasks)", req.InstanceID, n, h.m.cfg.MaxTasks)
+			_ = rpc.Respond(msg, nil, subjects.Errorf(subjects.CodeTooLarge, "%s", why))
+			h.stopAll(subjects.InstanceFailed, why)
 			return
 		}
 		fresh := 0
@@ -494,9 +505,9 @@ func (h *heavy) stopAll(state subjects.InstanceState, reason string) {
 	if h.finalizing {
 		return
 	}
-	req, _ := subjects.Marshal(&subjects.StopInstance{InstanceID: h.run.InstanceID, Reason: reason})
+	req := &subjects.StopInstance{InstanceID: h.run.InstanceID, Reason: reason}
 	for _, w := range h.ptOrder {
-		_ = h.m.conn.NC().Publish(subjects.WorkerVerb(h.m.id.App, w, subjects.MailboxProcessorTracker, subjects.VerbStopInstance), req)
+		h.out.stopInstance(w, req)
 	}
 	h.finish(state, reason)
 }

@@ -16,18 +16,13 @@ type hookFunc func(ctx context.Context, p processor.Processor, tc *processor.Tas
 // when the processor does not have the step.
 func (h *heavy) runHook(fn hookFunc) (res processor.Result, implemented bool) {
 	ctx := h.ctx
-	p, err := h.m.loader.Load(ctx, h.run.Job.ProcessorType, h.run.Job.Processor)
+	p, err := h.m.exec.Load(ctx, h.run.Job.ProcessorType, h.run.Job.Processor)
 	if err != nil {
 		return processor.Fail("cannot load processor: " + err.Error()), true
 	}
-	tc := processor.NewTaskContext(nil)
-	tc.JobID, tc.InstanceID, tc.TaskID, tc.TaskName = h.run.Job.JobID, h.run.InstanceID, "L", processor.LastTaskName
-	tc.JobParams, tc.InstanceParams = h.run.Job.Params, h.run.Params
-	if h.m.logs != nil {
-		tc.Logger = h.m.logs.Logger(h.run.InstanceID, "L")
-	}
 	implemented = true
-	res = processor.Run(ctx, h.m.cfg.MaxResultBytes, func(ctx context.Context) (processor.Result, error) {
+	res = h.m.exec.Step(ctx, &processor.Task{JobID: h.run.Job.JobID, InstanceID: h.run.InstanceID, TaskID: "L", TaskName: processor.LastTaskName,
+		JobParams: h.run.Job.Params, InstanceParams: h.run.Params}, func(ctx context.Context, tc *processor.TaskContext) (processor.Result, error) {
 		r, ok, err := fn(ctx, p, tc)
 		if !ok {
 			implemented = false

@@ -79,7 +79,7 @@ func runTaskSub(ctx context.Context, m *Manager, run *subjects.RunInstance, sub 
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(lim)*time.Millisecond)
 		defer cancel()
 	}
-	proc, err := m.loader.Load(ctx, run.Job.ProcessorType, run.Job.Processor)
+	proc, err := m.exec.Load(ctx, run.Job.ProcessorType, run.Job.Processor)
 	if err != nil {
 		return processor.Fail("cannot load processor: " + err.Error())
 	}
@@ -88,16 +88,9 @@ func runTaskSub(ctx context.Context, m *Manager, run *subjects.RunInstance, sub 
 		mu.Lock()
 		*attempt = a
 		mu.Unlock()
-		tc := processor.NewTaskContext(nil)
-		tc.JobID, tc.InstanceID, tc.TaskID, tc.TaskName = run.Job.JobID, run.InstanceID, "0", processor.RootTaskName
-		tc.JobParams, tc.InstanceParams, tc.MaxRetry, tc.CurrentRetry = run.Job.Params, run.Params, run.Job.TaskRetries, a
-		tc.SubInstanceID = sub
-		if m.logs != nil {
-			tc.Logger = m.logs.Logger(run.InstanceID, "0")
-		}
-		res = processor.Run(ctx, m.cfg.MaxResultBytes, func(ctx context.Context) (processor.Result, error) {
-			return proc.Process(ctx, tc)
-		})
+		res = m.exec.Execute(ctx, proc, &processor.Task{JobID: run.Job.JobID, InstanceID: run.InstanceID, SubInstanceID: sub,
+			TaskID: "0", TaskName: processor.RootTaskName, JobParams: run.Job.Params, InstanceParams: run.Params,
+			MaxRetry: run.Job.TaskRetries, CurrentRetry: a})
 		if res.Success {
 			return res
 		}

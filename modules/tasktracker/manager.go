@@ -60,8 +60,7 @@ type Manager struct {
 	cfg    Config
 	id     *identity.Identity
 	conn   *natsconn.Conn
-	loader processor.Loader
-	logs   *logs.Handler
+	exec   *processor.Executor
 	server func() string // current owning server
 	log    *slog.Logger
 	kv     func() jetstream.KeyValue
@@ -94,7 +93,7 @@ func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processo
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, id: id, conn: conn, loader: loader, logs: lh, server: server, kv: kv, trackers: map[string]tracker{},
+	m := &Manager{cfg: cfg, id: id, conn: conn, exec: newExecutor(loader, lh, cfg.MaxResultBytes), server: server, kv: kv, trackers: map[string]tracker{},
 		ctx: ctx, cancel: cancel, finalKick: make(chan struct{}, 1), log: log.With("component", "task-tracker", "worker_id", id.WorkerID)}
 	m.idle = sync.NewCond(&m.mu)
 	return m, nil
@@ -385,34 +384,44 @@ func (m *Manager) finish(st *subjects.InstanceStatus, cleanup func(context.Conte
 // acknowledged; statuses arriving during a send form the next batch.
 func (m *Manager) reportFinals() {
 	defer m.finals.Done()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-m.finalKick:
+	target := func() string {
+		if srv := m.server(); srv != "" {
+			return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatuses)
 		}
-		for m.ctx.Err() == nil {
-			m.finalMu.Lock()
-			n := subjects.Fit(len(m.finalQ), subjects.MaxBatch, func(i int) int { return finalSize(m.finalQ[i].st) })
-			batch := append([]final(nil), m.finalQ[:n]...)
-			m.finalQ = m.finalQ[n:]
-			more := len(m.finalQ) > 0
-			if !more {
-				m.finalQ = nil
-			}
-			m.finalMu.Unlock()
-			if n == 0 {
-				break
-			}
-			if more { // let another sender take the rest meanwhile
-				select {
-				case m.finalKick <- struct{}{}:
-				default:
-				}
-			}
-			m.sendFinals(batch)
+		return ""
+	}
+	b := rpc.Batches{
+		Acked: rpc.Acked{Target: target, PerTry: 5 * time.Second, StopOn: []subjects.Code{subjects.CodeBadRequest}, Failed: m.notOwner},
+		Next:  m.nextFinals,
+	}
+	b.Run(m.ctx, m.conn.NC(), m.finalKick)
+}
+
+// nextFinals takes the next batch of final statuses for Batches.
+func (m *Manager) nextFinals() (subjects.Message, func(error) bool, bool) {
+	m.finalMu.Lock()
+	n := subjects.Fit(len(m.finalQ), subjects.MaxBatch, func(i int) int { return finalSize(m.finalQ[i].st) })
+	batch := append([]final(nil), m.finalQ[:n]...)
+	m.finalQ = m.finalQ[n:]
+	more := len(m.finalQ) > 0
+	if !more {
+		m.finalQ = nil
+	}
+	m.finalMu.Unlock()
+	if n == 0 {
+		return nil, nil, false
+	}
+	if more { // let another sender take the rest meanwhile
+		select {
+		case m.finalKick <- struct{}{}:
+		default:
 		}
 	}
+	req := &subjects.InstanceStatuses{Statuses: make([]subjects.InstanceStatus, len(batch))}
+	for i, f := range batch {
+		req.Statuses[i] = *f.st
+	}
+	return req, func(err error) bool { m.sentFinals(batch, err); return true }, true
 }
 
 // finalSize estimates the encoded size of a status.
@@ -424,18 +433,22 @@ func finalSize(st *subjects.InstanceStatus) int {
 	return n
 }
 
-func (m *Manager) sendFinals(batch []final) {
-	target := func() string {
-		if srv := m.server(); srv != "" {
-			return subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatuses)
+// sentFinals handles the outcome of a batch of final statuses.
+func (m *Manager) sentFinals(batch []final, err error) {
+	if errors.Is(err, rpc.ErrGone) && m.ctx.Err() == nil {
+		// No server answers (one is failing over): a final status is
+		// never dropped for that. Queue it again behind the others; the
+		// next try asks server() again.
+		m.log.Warn("no server answers final statuses; queued again", "instances", len(batch), "err", err)
+		m.finalMu.Lock()
+		m.finalQ = append(m.finalQ, batch...)
+		m.finalMu.Unlock()
+		select {
+		case m.finalKick <- struct{}{}:
+		default:
 		}
-		return ""
+		return
 	}
-	req := &subjects.InstanceStatuses{Statuses: make([]subjects.InstanceStatus, len(batch))}
-	for i, f := range batch {
-		req.Statuses[i] = *f.st
-	}
-	err := rpc.UntilAckedNotify(m.ctx, m.conn.NC(), target, req, &subjects.Ack{}, 5*time.Second, m.notOwner, subjects.CodeBadRequest)
 	for _, f := range batch {
 		if err != nil {
 			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", f.st.InstanceID, "state", f.st.State, "err", err)
@@ -543,6 +556,15 @@ func (m *Manager) Stop(context.Context) error {
 	m.cancel()
 	m.finals.Wait()
 	return nil
+}
+
+// newExecutor runs tasks with loader, their logs going to lh (when set).
+func newExecutor(loader processor.Loader, lh *logs.Handler, maxResult int) *processor.Executor {
+	e := &processor.Executor{Loader: loader, MaxResultBytes: maxResult}
+	if lh != nil {
+		e.Logger = lh.Logger
+	}
+	return e
 }
 
 func orDefault(s, d string) string {
