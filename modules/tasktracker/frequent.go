@@ -95,7 +95,6 @@ func (f *frequent) fixedRate() {
 			f.skipped += missed
 			f.mu.Unlock()
 			n += missed
-			due = start.Add(time.Duration(n-1) * f.period)
 		}
 		f.mu.Lock()
 		if f.running >= maxRunning {

@@ -573,5 +573,3 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
-
-var errStopped = errors.New("tasktracker: instance stopped")
