@@ -93,14 +93,14 @@ type Scheduler struct {
 	wg     sync.WaitGroup
 }
 
-// New builds the plugin and registers it on srv.
+// New builds the plugin. It does not register itself: the caller adds it
+// to srv as a plugin and an ownership hook before srv starts
+// (srv.AddPlugin(s); srv.AddHook(s)), as fx.go does.
 func New(cfg Config, srv *server.Server) *Scheduler {
 	cfg.fill()
 	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(),
 		apps: map[string]*appTriggers{}, acquiredAt: map[string]time.Time{}, clock: cfg.Clock, fireSlots: make(chan struct{}, cfg.FireConcurrency)}
 	s.reg.gone = s.workerGone
-	srv.AddPlugin(s)
-	srv.AddHook(s)
 	return s
 }
 
