@@ -70,8 +70,8 @@ func (s *Scheduler) Acquired(app string) {
 		old.cancel()
 	}
 	s.apps[app] = at
-	s.acquiredAt[app] = time.Now()
 	s.mu.Unlock()
+	s.d.acquired(app)
 	at.wg.Add(1)
 	go at.run()
 }
@@ -123,7 +123,7 @@ func (at *appTriggers) run() {
 	defer at.wg.Done()
 	log := at.s.log.With("app", at.app)
 	// Follow the instances the previous owner left running.
-	at.s.adopt(at.ctx, at.app)
+	at.s.d.adopt(at.ctx, at.app)
 	w, err := at.s.jobs.Watch(at.ctx, at.app)
 	if err != nil {
 		log.Error("watch jobs", "err", err)
@@ -182,7 +182,7 @@ func (at *appTriggers) retire(js *jobState, note string) {
 	if p := js.pending; p != nil {
 		js.pending = nil
 		if p.stop() && p.t != nil {
-			at.s.apply(p.t, func(r *jetstream.Instance) bool {
+			at.s.d.apply(p.t, func(r *jetstream.Instance) bool {
 				if r.State.Final() {
 					return false
 				}
@@ -424,7 +424,7 @@ func (s *Scheduler) fireJob(ctx context.Context, j *subjects.Job, id string, exp
 	if err != nil || t == nil {
 		return rec, err
 	}
-	s.dispatch(ctx, t, false)
+	s.d.dispatch(ctx, t, false)
 	return t.snapshot(), nil
 }
 
@@ -469,7 +469,7 @@ func (s *Scheduler) prepare(ctx context.Context, j *subjects.Job, id string, exp
 			rec.TriggerMS = expectedMS // sent at its time
 		}
 	}
-	t, err := s.create(ctx, rec)
+	t, err := s.d.create(ctx, rec)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -488,7 +488,7 @@ func (s *Scheduler) ensureFrequent(ctx context.Context, j *subjects.Job, period 
 		return
 	}
 	if f.Instance != "" {
-		if t, err := s.get(ctx, f.Instance); err == nil {
+		if t, err := s.d.get(ctx, f.Instance); err == nil {
 			rec := t.snapshot()
 			if !rec.State.Final() && rec.Job.PeriodMS == period.Milliseconds() && rec.Job.TimeType == j.TimeType {
 				return // running (its tracker is watched by the failover)
@@ -500,7 +500,7 @@ func (s *Scheduler) ensureFrequent(ctx context.Context, j *subjects.Job, period 
 	}
 	rec := &jetstream.Instance{ID: nuid.Next(), App: j.App, JobID: j.ID, Job: j.Spec(period.Milliseconds()), Params: j.Params,
 		Selection: j.Selection, ExpectedMS: time.Now().UnixMilli(), Note: "frequent"}
-	t, err := s.create(ctx, rec)
+	t, err := s.d.create(ctx, rec)
 	if err != nil {
 		s.log.Error("start frequent instance", "job_id", j.ID, "err", err)
 		return
@@ -509,7 +509,7 @@ func (s *Scheduler) ensureFrequent(ctx context.Context, j *subjects.Job, period 
 	if _, err := s.jobs.SetFire(ctx, j.App, j.ID, f); err != nil {
 		s.log.Warn("record frequent instance", "job_id", j.ID, "err", err)
 	}
-	s.dispatch(ctx, t, false)
+	s.d.dispatch(ctx, t, false)
 }
 
 // stopFrequent stops a frequent job's instance (disabled or deleted job).
@@ -521,7 +521,7 @@ func (s *Scheduler) stopFrequent(ctx context.Context, j *subjects.Job, why strin
 	if err != nil || f.Instance == "" {
 		return
 	}
-	if t, err := s.get(ctx, f.Instance); err == nil {
+	if t, err := s.d.get(ctx, f.Instance); err == nil {
 		_ = s.StopInstance(ctx, t, why)
 	}
 }
