@@ -153,7 +153,7 @@ func (s *Scheduler) handleJobDelete(ctx context.Context, msg *nats.Msg) (subject
 	if j, err := s.jobs.Get(ctx, req.App, req.ID); err == nil {
 		// Stop a frequent instance first: the delete also removes the fire
 		// record naming it, so the trigger watch cannot find it afterwards.
-		s.stopFrequent(ctx, j, "job deleted")
+		s.tr.stopFrequent(ctx, j, "job deleted")
 	}
 	if err := s.jobs.Delete(ctx, req.App, req.ID); err != nil {
 		if errors.Is(err, jetstream.ErrNotFound) {
@@ -213,7 +213,7 @@ func (s *Scheduler) handleJobRun(ctx context.Context, msg *nats.Msg) (subjects.M
 	if params == "" {
 		params = j.Params
 	}
-	in, err := s.fireJob(ctx, j, "", time.Now().UnixMilli(), params, "api")
+	in, err := s.tr.fireJob(ctx, j, "", time.Now().UnixMilli(), params, "api")
 	if err != nil {
 		return nil, err
 	}

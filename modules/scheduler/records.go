@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -68,4 +70,29 @@ func (d *dispatcher) get(ctx context.Context, id string) (*tracked, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// stop records STOPPED at once (it stays stopped whatever reports
+// arrive later) and tells the tracker to cancel every task.
+func (d *dispatcher) stop(ctx context.Context, t *tracked, reason string) error {
+	var tracker, app, id string
+	err := d.update(t, func(r *jetstream.Instance) bool {
+		if r.State.Final() {
+			return false
+		}
+		tracker, app, id = r.TrackerWorker, r.App, r.ID
+		r.State, r.Result, r.FinishedMS = subjects.InstanceStopped, reason, time.Now().UnixMilli()
+		return true
+	})
+	if err != nil || tracker == "" {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, d.cfg.DispatchTimeout)
+	defer cancel()
+	err = rpc.Request(sctx, d.srv.Conn().NC(), subjects.WorkerVerb(app, tracker, subjects.MailboxTaskTracker, subjects.VerbStop),
+		&subjects.StopInstance{InstanceID: id, Reason: reason}, &subjects.Ack{})
+	if err != nil {
+		d.log.Warn("stop instance on tracker", "instance_id", id, "worker_id", tracker, "err", err)
+	}
+	return nil
 }

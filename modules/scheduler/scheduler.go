@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/modules/server"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -76,14 +75,10 @@ type Scheduler struct {
 	reg       *registry
 	ttl       time.Duration
 	clock     Clock
-	fireSlots chan struct{}
-	jobLocks  sync.Map // job id → *sync.Mutex: one frequent start per job at a time
 
 	inst *instanceTracker // the only writer of instance records
 	d    *dispatcher      // gets instances to their trackers, fails them over
-
-	mu   sync.Mutex
-	apps map[string]*appTriggers
+	tr   *triggers        // cron, fixed rate and fixed delay of the owned apps
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -96,8 +91,9 @@ type Scheduler struct {
 func New(cfg Config, srv *server.Server) *Scheduler {
 	cfg.fill()
 	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(),
-		apps: map[string]*appTriggers{}, clock: cfg.Clock, fireSlots: make(chan struct{}, cfg.FireConcurrency)}
+		clock: cfg.Clock}
 	s.d = newDispatcher(cfg, srv, s.reg)
+	s.tr = newTriggers(cfg, srv, s.d, s.reg)
 	return s
 }
 
@@ -112,7 +108,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	if s.instances, err = jetstream.OpenInstances(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
-	s.inst = newInstanceTracker(s.instances, s.log, s.finalized)
+	s.inst = newInstanceTracker(s.instances, s.log, s.tr.finalized)
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
@@ -124,6 +120,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = rctx, cancel
 	s.d.start(rctx, s.log, s.ttl, s.instances, s.inst)
+	s.tr.start(rctx, s.log, s.ttl, s.instances, s.jobs, s.inst)
 	renew := s.d.watchConnection(srv.Conn().NC())
 	s.wg.Add(1)
 	go func() {
@@ -142,16 +139,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 func (s *Scheduler) Stop(context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
-		s.mu.Lock()
-		apps := make([]*appTriggers, 0, len(s.apps))
-		for _, at := range s.apps {
-			apps = append(apps, at)
-		}
-		s.mu.Unlock()
-		for _, at := range apps {
-			at.stopAll()
-			at.wg.Wait()
-		}
+		s.tr.stop()
 		s.wg.Wait()
 		s.d.wg.Wait()
 		s.cancel = nil
@@ -228,14 +216,6 @@ func (s *Scheduler) repeated(ctx context.Context, app, id string) (*jetstream.In
 		return nil, subjects.Errorf(subjects.CodeConflict, "idempotency key %s was used by app %s; use a new key", id, rec.App)
 	}
 	return rec, nil
-}
-
-// finalized lets an instance's job react to its end (a frequent job
-// starts again); the instance tracker calls it once per instance.
-func (s *Scheduler) finalized(rec *jetstream.Instance) {
-	if rec.Job.TimeType.Frequent() {
-		go s.restartFrequent(rec)
-	}
 }
 
 func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
@@ -357,27 +337,14 @@ func (s *Scheduler) handleStop(ctx context.Context, msg *nats.Msg) (subjects.Mes
 // StopInstance records STOPPED at once (it stays stopped whatever reports
 // arrive later) and tells the tracker to cancel every task.
 func (s *Scheduler) StopInstance(ctx context.Context, t *tracked, reason string) error {
-	var tracker, app, id string
-	err := s.d.update(t, func(r *jetstream.Instance) bool {
-		if r.State.Final() {
-			return false
-		}
-		tracker, app, id = r.TrackerWorker, r.App, r.ID
-		r.State, r.Result, r.FinishedMS = subjects.InstanceStopped, reason, time.Now().UnixMilli()
-		return true
-	})
-	if err != nil || tracker == "" {
-		return err
-	}
-	sctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchTimeout)
-	defer cancel()
-	err = rpc.Request(sctx, s.srv.Conn().NC(), subjects.WorkerVerb(app, tracker, subjects.MailboxTaskTracker, subjects.VerbStop),
-		&subjects.StopInstance{InstanceID: id, Reason: reason}, &subjects.Ack{})
-	if err != nil {
-		s.log.Warn("stop instance on tracker", "instance_id", id, "worker_id", tracker, "err", err)
-	}
-	return nil
+	return s.d.stop(ctx, t, reason)
 }
+
+// Acquired starts the app's triggers (ownership hook; must not block).
+func (s *Scheduler) Acquired(app string) { s.tr.acquired(app) }
+
+// Lost stops the app's triggers (ownership hook).
+func (s *Scheduler) Lost(app string) { s.tr.lost(app) }
 
 func orDefault(s, d string) string {
 	if s == "" {
