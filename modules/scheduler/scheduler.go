@@ -21,51 +21,12 @@ import (
 	"github.com/jetworker/jetworker/subjects"
 )
 
-// DefaultFireLead is how early a cron fire's record is prepared.
-const DefaultFireLead = 200 * time.Millisecond
-
-// Config tunes the scheduler.
-type Config struct {
-	// Clock is the time source for cron (nil: the wall clock); tests use a
-	// ManualClock.
-	Clock Clock `yaml:"-"`
-	// FireConcurrency bounds cron fires processed at once (zero means 256).
-	FireConcurrency int `yaml:"fire_concurrency"`
-	// FireLead is how long before a cron fire its instance record is
-	// created, so that only the dispatch is left at the scheduled time
-	// (zero means 200ms).
-	FireLead time.Duration `yaml:"fire_lead"`
-	// OverloadWait is how long an instance that every worker refuses for
-	// load keeps being offered before it fails (zero means 1m).
-	OverloadWait time.Duration `yaml:"overload_wait"`
-	// DispatchTimeout bounds one run request to a worker (zero means 3s);
-	// DispatchTries is how many workers are tried (zero means 3).
-	DispatchTimeout time.Duration `yaml:"dispatch_timeout"`
-	DispatchTries   int           `yaml:"dispatch_tries"`
-}
-
-func (c *Config) fill() {
-	if c.DispatchTimeout == 0 {
-		c.DispatchTimeout = 3 * time.Second
-	}
-	if c.DispatchTries == 0 {
-		c.DispatchTries = 3
-	}
-	if c.Clock == nil {
-		c.Clock = realClock{}
-	}
-	if c.FireConcurrency == 0 {
-		c.FireConcurrency = 256
-	}
-	if c.FireLead == 0 {
-		c.FireLead = DefaultFireLead
-	}
-	if c.OverloadWait == 0 {
-		c.OverloadWait = time.Minute
-	}
-}
-
-// Scheduler is the server plugin.
+// Scheduler is the server plugin: the request handlers (run, stop,
+// status reports, run-batch, job verbs) and the lifecycle that wires its
+// parts. It owns no instance or trigger state itself: the instance tracker
+// writes instance records, the dispatcher gets instances to their trackers
+// (and fails them over), the triggers fire the owned apps' jobs. The
+// caller registers it on the server (see New).
 type Scheduler struct {
 	cfg       Config
 	srv       *server.Server
@@ -74,7 +35,6 @@ type Scheduler struct {
 	jobs      *jetstream.Jobs
 	reg       *registry
 	ttl       time.Duration
-	clock     Clock
 
 	inst *instanceTracker // the only writer of instance records
 	d    *dispatcher      // gets instances to their trackers, fails them over
@@ -90,8 +50,7 @@ type Scheduler struct {
 // (srv.AddPlugin(s); srv.AddHook(s)), as fx.go does.
 func New(cfg Config, srv *server.Server) *Scheduler {
 	cfg.fill()
-	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry(),
-		clock: cfg.Clock}
+	s := &Scheduler{cfg: cfg, srv: srv, reg: newRegistry()}
 	s.d = newDispatcher(cfg, srv, s.reg)
 	s.tr = newTriggers(cfg, srv, s.d, s.reg)
 	return s
