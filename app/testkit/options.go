@@ -81,6 +81,8 @@ func (s *Stack) startServer(conn *natsconn.Conn) (*server.Server, *scheduler.Sch
 		cfg.DispatchTimeout = time.Second
 	}
 	sched := scheduler.New(cfg, srv)
+	srv.AddPlugin(sched)
+	srv.AddHook(sched)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Start(ctx); err != nil {

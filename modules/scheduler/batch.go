@@ -26,7 +26,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
 		return nil, err
 	}
-	if err := s.owner(req.App); err != nil {
+	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
 	now := time.Now().UnixMilli()
@@ -72,13 +72,13 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		switch {
 		case rec.State == subjects.InstanceWaitingDispatch:
 			t := s.inst.follow(&tracked{rec: rec})
-			go s.dispatch(s.ctx, t, false)
+			go s.d.dispatch(s.ctx, t, false)
 		case !rec.State.Final():
 			t := s.inst.follow(&tracked{rec: rec})
 			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowedOf[i], epoch: 1})
 		}
 	}
-	s.deliver(ctx, byWorker)
+	s.d.deliver(ctx, byWorker)
 	return reply, nil
 }
 
@@ -103,7 +103,7 @@ func (s *Scheduler) repeatedBatch(ctx context.Context, req *subjects.RunBatch) (
 	redeliver := map[string][]dueItem{}
 	for i, in := range ins {
 		_, followed := s.inst.lookup(in.ID)
-		t, err := s.get(ctx, in.ID)
+		t, err := s.d.get(ctx, in.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -114,44 +114,7 @@ func (s *Scheduler) repeatedBatch(ctx context.Context, req *subjects.RunBatch) (
 		}
 	}
 	if len(redeliver) > 0 {
-		go s.deliver(s.ctx, redeliver)
+		go s.d.deliver(s.ctx, redeliver)
 	}
 	return reply, nil
-}
-
-// deliver sends instances already assigned to a tracker (recorded
-// WAITING_WORKER_RECEIVE at their epoch) in run-batches; the worker
-// answers Already for one it has. One it refuses or that gets no answer is
-// dispatched one by one, elsewhere if need be.
-func (s *Scheduler) deliver(ctx context.Context, byWorker map[string][]dueItem) {
-	s.sendRunBatches(ctx, byWorker, func(_ string, it dueItem, ok bool) {
-		if !ok {
-			s.redispatch(it.t)
-		}
-		// Taken: the record names its tracker already; the next report
-		// carries the state.
-	})
-}
-
-// redispatch takes back an assignment that was not delivered and
-// dispatches the instance one by one (dispatch counts the run again).
-func (s *Scheduler) redispatch(t *tracked) {
-	s.unassign(t, "")
-	s.dispatch(s.ctx, t, false)
-}
-
-// unassign takes back an instance's assignment to a tracker that never
-// received it (WAITING_WORKER_RECEIVE → WAITING_DISPATCH, the run not
-// counted); note, when set, says why.
-func (s *Scheduler) unassign(t *tracked, note string) {
-	s.apply(t, func(r *jetstream.Instance) bool {
-		if r.State != subjects.InstanceWaitingWorker {
-			return false
-		}
-		r.State, r.TrackerWorker, r.Workers, r.RunCount = subjects.InstanceWaitingDispatch, "", nil, max(r.RunCount-1, 0)
-		if note != "" {
-			r.Note = note
-		}
-		return true
-	})
 }

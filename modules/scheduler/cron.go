@@ -75,7 +75,7 @@ func (at *appTriggers) leadStage(js *jobState, gen int, next time.Time) {
 	}
 	p := &pendingFire{at: next, t: prepared}
 	js.pending = p
-	p.stop = at.s.fireAt(next, func() (*tracked, func()) { return at.fireStage(js, p) })
+	p.stop = at.s.d.fireAt(next, func() (*tracked, func()) { return at.fireStage(js, p) })
 }
 
 // fireStage runs at the fire time (from the fire wheel): it returns the

@@ -10,10 +10,10 @@ import (
 
 // workerGone is called when a worker leaves the registry (its heartbeats
 // stopped for the worker TTL). Every instance it was tracking fails over.
-func (s *Scheduler) workerGone(app, workerID string) {
-	s.whenGone(app, workerID, func() {
-		for _, t := range s.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
-			go s.failover(t, "task tracker worker "+workerID+" lost")
+func (d *dispatcher) workerGone(app, workerID string) {
+	d.whenGone(app, workerID, func() {
+		for _, t := range d.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app && r.TrackerWorker == workerID }) {
+			go d.failover(t, "task tracker worker "+workerID+" lost")
 		}
 	})
 }
@@ -24,22 +24,22 @@ func (s *Scheduler) workerGone(app, workerID string) {
 // tracker died before recording anything) it is retried from scratch up to
 // its instance retries; a frequent instance is recorded FAILED and its job
 // starts a new one elsewhere.
-func (s *Scheduler) failover(t *tracked, why string) {
+func (d *dispatcher) failover(t *tracked, why string) {
 	rec := t.snapshot()
-	if rec.State.Final() || s.owner(rec.App) != nil {
+	if rec.State.Final() || d.owner(rec.App) != nil {
 		return
 	}
-	if rec.State == subjects.InstanceWaitingWorker && rec.ExpectedMS > s.clock.Now().UnixMilli() {
+	if rec.State == subjects.InstanceWaitingWorker && rec.ExpectedMS > d.clock.Now().UnixMilli() {
 		// A cron fire assigned ahead of its time and not sent yet: drop
 		// the assignment; at its time it is dispatched to a live worker.
-		s.unassign(t, why+" before the fire time; dispatched elsewhere at its time")
+		d.unassign(t, why+" before the fire time; dispatched elsewhere at its time")
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
 	defer cancel()
-	s.log.Warn("failing over instance", "instance_id", rec.ID, "reason", why, "execute_type", rec.Job.ExecuteType)
+	d.log.Warn("failing over instance", "instance_id", rec.ID, "reason", why, "execute_type", rec.Job.ExecuteType)
 	fail := func(msg string) {
-		s.update(t, func(r *jetstream.Instance) bool {
+		d.update(t, func(r *jetstream.Instance) bool {
 			if r.State.Final() {
 				return false
 			}
@@ -52,23 +52,23 @@ func (s *Scheduler) failover(t *tracked, why string) {
 		return
 	}
 	if rec.Job.ExecuteType != subjects.ExecStandalone {
-		s.update(t, func(r *jetstream.Instance) bool {
+		d.update(t, func(r *jetstream.Instance) bool {
 			r.Note = why + "; resuming from task_info"
 			return !r.State.Final()
 		})
-		if s.dispatch(ctx, t, true) {
+		if d.dispatch(ctx, t, true) {
 			return
 		}
 	}
 	if rec.RunCount <= rec.InstanceRetries {
-		s.update(t, func(r *jetstream.Instance) bool {
+		d.update(t, func(r *jetstream.Instance) bool {
 			if r.State.Final() {
 				return false
 			}
 			r.State, r.Note = subjects.InstanceWaitingDispatch, why+"; retrying from scratch"
 			return true
 		})
-		s.dispatch(ctx, t, false)
+		d.dispatch(ctx, t, false)
 		return
 	}
 	fail(why + "; no instance retries left")
@@ -77,37 +77,37 @@ func (s *Scheduler) failover(t *tracked, why string) {
 // adopt follows the unfinished instances of an app this server has just
 // taken over (a full read of the instance records, once per takeover),
 // and fails over those whose tracker is gone or that were never dispatched.
-func (s *Scheduler) adopt(ctx context.Context, app string) {
-	list, err := s.instances.List(ctx, func(in *jetstream.Instance) bool { return in.App == app && !in.State.Final() })
+func (d *dispatcher) adopt(ctx context.Context, app string) {
+	list, err := d.instances.List(ctx, func(in *jetstream.Instance) bool { return in.App == app && !in.State.Final() })
 	if err != nil {
-		s.log.Error("adopt instances", "app", app, "err", err)
+		d.log.Error("adopt instances", "app", app, "err", err)
 		return
 	}
 	redeliver := map[string][]dueItem{}
 	for _, rec := range list {
-		t, err := s.get(ctx, rec.ID)
+		t, err := d.get(ctx, rec.ID)
 		if err != nil {
 			continue
 		}
 		switch {
 		case rec.TrackerWorker == "" && rec.State == subjects.InstanceWaitingDispatch:
-			go s.dispatch(s.ctx, t, false)
+			go d.dispatch(d.ctx, t, false)
 		case rec.State == subjects.InstanceWaitingWorker:
 			// The old owner may have died before its tracker heard of it:
 			// send it again at the same epoch (the tracker answers Already
 			// for one it has; one that does not answer makes it go
 			// elsewhere).
 			redeliver[rec.TrackerWorker] = append(redeliver[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: rec.Workers, epoch: rec.Epoch})
-		case rec.TrackerWorker != "" && !s.reg.isAlive(app, rec.TrackerWorker, s.ttl):
-			s.whenGone(app, rec.TrackerWorker, func() {
-				go s.failover(t, "task tracker worker "+rec.TrackerWorker+" gone while no server owned the app")
+		case rec.TrackerWorker != "" && !d.reg.isAlive(app, rec.TrackerWorker, d.ttl):
+			d.whenGone(app, rec.TrackerWorker, func() {
+				go d.failover(t, "task tracker worker "+rec.TrackerWorker+" gone while no server owned the app")
 			})
 		}
 	}
 	if len(redeliver) > 0 {
-		go s.deliver(s.ctx, redeliver)
+		go d.deliver(d.ctx, redeliver)
 	}
 	if len(list) > 0 {
-		s.log.Info("adopted running instances", "app", app, "count", len(list))
+		d.log.Info("adopted running instances", "app", app, "count", len(list))
 	}
 }

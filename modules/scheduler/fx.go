@@ -6,9 +6,16 @@ import (
 	"github.com/jetworker/jetworker/modules/server"
 )
 
-// Module adds the scheduler to the server (it runs inside the server's
-// lifecycle as a plugin).
+// Module adds the scheduler to the server: it runs inside the server's
+// lifecycle as a plugin (its verbs) and an ownership hook (its triggers).
 var Module = fx.Module("scheduler",
-	fx.Provide(func(cfg Config, srv *server.Server) *Scheduler { return New(cfg, srv) }),
-	fx.Invoke(func(*Scheduler) {}),
+	fx.Provide(New),
+	fx.Invoke(attachToServer),
 )
+
+// attachToServer registers the scheduler on the server before the server
+// starts (fx runs invokes before any OnStart hook).
+func attachToServer(srv *server.Server, s *Scheduler) {
+	srv.AddPlugin(s)
+	srv.AddHook(s)
+}

@@ -18,23 +18,23 @@ import (
 // watchConnection records when the NATS connection was (re)established
 // and signals each reconnect on the returned channel (the registry renews
 // its watch then).
-func (s *Scheduler) watchConnection(nc *nats.Conn) <-chan struct{} {
-	s.markConnected()
+func (d *dispatcher) watchConnection(nc *nats.Conn) <-chan struct{} {
+	d.markConnected()
 	ch := nc.StatusChanged(nats.CONNECTED)
 	renew := make(chan struct{}, 1)
-	s.wg.Add(1)
+	d.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer d.wg.Done()
 		defer nc.RemoveStatusListener(ch)
 		for {
 			select {
-			case <-s.ctx.Done():
+			case <-d.ctx.Done():
 				return
 			case _, ok := <-ch:
 				if !ok {
 					return
 				}
-				s.markConnected()
+				d.markConnected()
 				select {
 				case renew <- struct{}{}:
 				default: // one pending renewal is enough
@@ -45,46 +45,46 @@ func (s *Scheduler) watchConnection(nc *nats.Conn) <-chan struct{} {
 	return renew
 }
 
-func (s *Scheduler) markConnected() {
-	s.mu.Lock()
-	s.connectedAt = time.Now()
-	s.mu.Unlock()
+func (d *dispatcher) markConnected() {
+	d.mu.Lock()
+	d.connectedAt = time.Now()
+	d.mu.Unlock()
 }
 
 // absenceTrusted returns when an absence from app's registry starts to
 // mean that the worker is gone.
-func (s *Scheduler) absenceTrusted(app string) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	since := s.connectedAt
-	if at := s.acquiredAt[app]; at.After(since) {
+func (d *dispatcher) absenceTrusted(app string) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	since := d.connectedAt
+	if at := d.acquiredAt[app]; at.After(since) {
 		since = at
 	}
-	return since.Add(s.ttl)
+	return since.Add(d.ttl)
 }
 
 // whenGone runs fail once worker is known to be gone: now if absence is
 // trusted already, otherwise when it is (and the registry has heard some
 // heartbeat since the connection was last established, so the watch is
 // known to be live), and only if the worker has not heartbeated meanwhile.
-func (s *Scheduler) whenGone(app, worker string, fail func()) {
-	s.mu.Lock()
-	connected := s.connectedAt
-	s.mu.Unlock()
-	wait := time.Until(s.absenceTrusted(app))
+func (d *dispatcher) whenGone(app, worker string, fail func()) {
+	d.mu.Lock()
+	connected := d.connectedAt
+	d.mu.Unlock()
+	wait := time.Until(d.absenceTrusted(app))
 	// Heard nothing at all for three TTLs of connection: every worker is
 	// gone, not merely unheard.
-	if wait <= 0 && (s.reg.heardSince(connected) || time.Since(connected) > 3*s.ttl) {
+	if wait <= 0 && (d.reg.heardSince(connected) || time.Since(connected) > 3*d.ttl) {
 		fail()
 		return
 	}
-	wait = max(wait, s.ttl/4)
-	s.log.Info("worker not heard since (re)connecting or taking the app over; deciding later",
+	wait = max(wait, d.ttl/4)
+	d.log.Info("worker not heard since (re)connecting or taking the app over; deciding later",
 		"app", app, "worker_id", worker, "wait", wait.Round(time.Millisecond))
 	time.AfterFunc(wait, func() {
-		if s.ctx.Err() != nil || s.reg.isAlive(app, worker, s.ttl) {
+		if d.ctx.Err() != nil || d.reg.isAlive(app, worker, d.ttl) {
 			return
 		}
-		s.whenGone(app, worker, fail)
+		d.whenGone(app, worker, fail)
 	})
 }

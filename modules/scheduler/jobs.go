@@ -101,7 +101,7 @@ func (s *Scheduler) handleJobSave(ctx context.Context, msg *nats.Msg) (subjects.
 		return nil, err
 	}
 	j := req.Job
-	if err := s.owner(j.App); err != nil {
+	if err := s.d.owner(j.App); err != nil {
 		return nil, err
 	}
 	if j.ProcessorType == "" {
@@ -148,13 +148,13 @@ func (s *Scheduler) handleJobDelete(ctx context.Context, msg *nats.Msg) (subject
 	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
 		return nil, err
 	}
-	if err := s.owner(req.App); err != nil {
+	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
 	if j, err := s.jobs.Get(ctx, req.App, req.ID); err == nil {
 		// Stop a frequent instance first: the delete also removes the fire
 		// record naming it, so the trigger watch cannot find it afterwards.
-		s.stopFrequent(ctx, j, "job deleted")
+		s.tr.stopFrequent(ctx, j, "job deleted")
 	}
 	if err := s.jobs.Delete(ctx, req.App, req.ID); err != nil {
 		if errors.Is(err, jetstream.ErrNotFound) {
@@ -170,7 +170,7 @@ func (s *Scheduler) handleJobEnable(ctx context.Context, msg *nats.Msg) (subject
 	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
 		return nil, err
 	}
-	if err := s.owner(req.App); err != nil {
+	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
 	for range 5 {
@@ -200,7 +200,7 @@ func (s *Scheduler) handleJobRun(ctx context.Context, msg *nats.Msg) (subjects.M
 	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
 		return nil, err
 	}
-	if err := s.owner(req.App); err != nil {
+	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
 	j, err := s.jobs.Get(ctx, req.App, req.ID)
@@ -214,7 +214,7 @@ func (s *Scheduler) handleJobRun(ctx context.Context, msg *nats.Msg) (subjects.M
 	if params == "" {
 		params = j.Params
 	}
-	in, err := s.fireJob(ctx, j, "", time.Now().UnixMilli(), params, "api")
+	in, err := s.tr.fireJob(ctx, j, "", time.Now().UnixMilli(), params, "api")
 	if err != nil {
 		return nil, err
 	}
@@ -233,18 +233,18 @@ func (s *Scheduler) handleRetry(ctx context.Context, msg *nats.Msg) (subjects.Me
 		}
 		return nil, err
 	}
-	if err := s.owner(old.App); err != nil {
+	if err := s.d.owner(old.App); err != nil {
 		return nil, err
 	}
 	if !old.State.Final() {
 		return nil, subjects.Errorf(subjects.CodeConflict, "instance %s is %s; stop it first", old.ID, old.State)
 	}
-	in, err := s.create(ctx, &jetstream.Instance{ID: nuid.Next(), App: old.App, JobID: old.JobID, Job: old.Job, Params: old.Params,
+	in, err := s.d.create(ctx, &jetstream.Instance{ID: nuid.Next(), App: old.App, JobID: old.JobID, Job: old.Job, Params: old.Params,
 		Selection: old.Selection, InstanceRetries: old.InstanceRetries, ExpectedMS: time.Now().UnixMilli(), Note: "retry of " + old.ID})
 	if err != nil {
 		return nil, err
 	}
-	s.dispatch(ctx, in, false)
+	s.d.dispatch(ctx, in, false)
 	rec := in.snapshot()
 	return &subjects.RunJobReply{InstanceID: rec.ID, TrackerWorker: rec.TrackerWorker}, nil
 }

@@ -212,7 +212,8 @@ func TestEpochResetsSequence(t *testing.T) {
 	// Through the status intake: the resume moved the epoch, the new
 	// tracker's first progress report (seq 1) is applied.
 	store := newFakeStore()
-	s := &Scheduler{inst: newInstanceTracker(store, quietLog(), nil)}
+	inst := newInstanceTracker(store, quietLog(), nil)
+	s := &Scheduler{inst: inst, d: &dispatcher{inst: inst}}
 	tr := s.inst.follow(&tracked{rec: &jetstream.Instance{ID: "c", JobID: "j", State: subjects.InstanceRunning, Epoch: 1, LastSeq: 4459}})
 	_, err := s.inst.apply(tr, func(r *jetstream.Instance) bool { moveEpoch(r, 2); return true })
 	require.NoError(t, err)

@@ -29,7 +29,9 @@ func Example() {
 	_ = conn.Start(ctx)
 	defer conn.Stop(ctx)
 	srv, _ := server.New(server.Config{}, conn, quiet)
-	scheduler.New(scheduler.Config{}, srv)
+	sched := scheduler.New(scheduler.Config{}, srv)
+	srv.AddPlugin(sched) // its verbs run inside the server
+	srv.AddHook(sched)   // it follows app ownership
 	_ = srv.Start(ctx)
 	defer srv.Stop(ctx)
 	_, _ = srv.Apps().Create(ctx, "shop", time.Now().UnixMilli())

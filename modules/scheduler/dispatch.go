@@ -1,0 +1,211 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/subjects"
+)
+
+// dispatcher gets instances to their task trackers and keeps them there:
+// the one-by-one dispatch, the run-batch delivery of instances assigned
+// ahead, the cron fire wheel, and the failover of instances whose tracker
+// is gone (with the grace after an outage or a takeover, see grace.go).
+// It writes instance records only through the instance tracker and reads
+// workers only from the registry; the triggers and the request handlers
+// talk to it, it does not call back into them.
+type dispatcher struct {
+	cfg   Config
+	srv   *server.Server
+	reg   *registry
+	clock Clock
+	wheel fireWheel
+
+	// Set by start, before any dispatch.
+	log       *slog.Logger
+	ttl       time.Duration
+	instances *jetstream.Instances
+	inst      *instanceTracker // the only writer of instance records
+	ctx       context.Context  // the scheduler's run context
+
+	mu          sync.Mutex
+	acquiredAt  map[string]time.Time // when this server took each app (see grace.go)
+	connectedAt time.Time            // when the NATS connection was last (re)established
+
+	wg sync.WaitGroup
+}
+
+func newDispatcher(cfg Config, srv *server.Server, reg *registry) *dispatcher {
+	d := &dispatcher{cfg: cfg, srv: srv, reg: reg, clock: cfg.Clock, acquiredAt: map[string]time.Time{}}
+	reg.gone = d.workerGone
+	return d
+}
+
+// start hands the dispatcher what the scheduler opened at Start; ctx
+// lives until the scheduler stops.
+func (d *dispatcher) start(ctx context.Context, log *slog.Logger, ttl time.Duration, instances *jetstream.Instances, inst *instanceTracker) {
+	d.ctx, d.log, d.ttl, d.instances, d.inst = ctx, log, ttl, instances, inst
+}
+
+// acquired records that this server has just taken app over (see
+// absenceTrusted).
+func (d *dispatcher) acquired(app string) {
+	d.mu.Lock()
+	d.acquiredAt[app] = time.Now()
+	d.mu.Unlock()
+}
+
+// dispatch sends the instance to the best worker that accepts it, trying
+// up to DispatchTries workers; resume asks the worker to rebuild from
+// task_info instead of starting afresh.
+func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool {
+	t.mu.Lock()
+	rec := *t.rec
+	t.mu.Unlock()
+	f := Filter{Selection: rec.Selection, MaxWorkers: rec.Job.MaxWorkers}
+	_, allowed, err := choose(d.reg.alive(rec.App, d.ttl), f)
+	var lastErr error = err
+	epoch := rec.Epoch + 1
+	counted := false
+	if err == nil {
+		// Count the run and its epoch in memory before any worker hears of
+		// it: the run's reports can arrive before the worker's reply, and
+		// must find the epoch and run count they belong to (an instance
+		// retry decides on RunCount). The next write persists both.
+		t.mu.Lock()
+		if !t.rec.State.Final() {
+			next := *t.rec
+			moveEpoch(&next, epoch)
+			if !resume {
+				next.RunCount++
+				counted = true
+			}
+			t.rec = &next
+		}
+		t.mu.Unlock()
+		for i, tracker := range allowed {
+			if i >= d.cfg.DispatchTries {
+				break
+			}
+			verb := subjects.VerbRun
+			if resume {
+				verb = subjects.VerbResume
+			}
+			run := &subjects.RunInstance{ServerID: d.srv.ID(), InstanceID: rec.ID, Job: rec.Job, Params: rec.Params,
+				Workers: others(allowed, tracker), Resume: resume, Epoch: epoch}
+			var reply subjects.RunReply
+			var err error
+			for try := 0; ; try++ {
+				dctx, cancel := context.WithTimeout(ctx, d.cfg.DispatchTimeout)
+				err = rpc.Request(dctx, d.srv.Conn().NC(), subjects.WorkerVerb(rec.App, tracker, subjects.MailboxTaskTracker, verb), run, &reply)
+				cancel()
+				// A conflict means the worker still tracks an older run of
+				// this instance: its tracker forgets it only once its final
+				// report is acknowledged, and an instance retry is
+				// dispatched right then. Ask again shortly.
+				if try >= 5 || !errors.Is(err, &subjects.Error{Code: subjects.CodeConflict}) {
+					break
+				}
+				select {
+				case <-time.After(rpc.Backoff(try, time.Second)):
+				case <-ctx.Done():
+				}
+			}
+			if err != nil {
+				lastErr = fmt.Errorf("worker %s: %w", tracker, err)
+				continue
+			}
+			// Not awaited: the worker has it, and the write is ordered with
+			// the instance's later writes (apply holds its lock).
+			d.apply(t, func(r *jetstream.Instance) bool {
+				if r.State.Final() { // it finished before this write: keep the state, fill in who ran it
+					if r.TriggerMS != 0 && r.TrackerWorker != "" {
+						return false
+					}
+					r.TrackerWorker = cmp.Or(r.TrackerWorker, tracker)
+					r.TriggerMS = cmp.Or(r.TriggerMS, time.Now().UnixMilli())
+					return true
+				}
+				if r.State < subjects.InstanceRunning {
+					r.State = subjects.InstanceRunning
+				}
+				r.TrackerWorker, r.Workers = tracker, allowed
+				moveEpoch(r, epoch)
+				if !resume || r.TriggerMS == 0 { // a resume keeps the time the run was triggered
+					r.TriggerMS = time.Now().UnixMilli()
+				}
+				return true
+			})
+			return true
+		}
+	}
+	if resume {
+		d.log.Warn("resume failed", "instance_id", rec.ID, "err", lastErr)
+		return false
+	}
+	if errors.Is(lastErr, &subjects.Error{Code: subjects.CodeOverloaded}) && time.Since(time.UnixMilli(rec.ExpectedMS)) < d.cfg.OverloadWait {
+		// Every candidate refused for load: the instance waits (visibly,
+		// in its note) and is offered again with backoff, instead of
+		// failing while the workers catch up.
+		t.mu.Lock()
+		t.waits++
+		wait := rpc.Backoff(t.waits, 2*time.Second)
+		if counted {
+			next := *t.rec
+			next.RunCount--
+			t.rec = &next
+		}
+		t.mu.Unlock()
+		if t.waits == 1 {
+			d.apply(t, func(r *jetstream.Instance) bool {
+				r.Note = "waiting: " + lastErr.Error()
+				return !r.State.Final()
+			})
+		}
+		time.AfterFunc(wait, func() { d.dispatch(d.ctx, t, false) })
+		return false
+	}
+	msg := "no worker available"
+	if lastErr != nil {
+		msg = lastErr.Error()
+	}
+	d.update(t, func(r *jetstream.Instance) bool {
+		if r.State.Final() {
+			return false
+		}
+		r.State, r.Result, r.FinishedMS = subjects.InstanceFailed, msg, time.Now().UnixMilli()
+		if counted {
+			r.RunCount-- // no worker ran it
+		}
+		return true
+	})
+	return false
+}
+
+// moveEpoch moves a record to a newer tracker generation. Report
+// sequence numbers count per generation, so the newest one applied starts
+// again from zero: a resumed tracker numbers its reports from 1, and they
+// must not be ignored as older than its predecessor's (finding 6).
+func moveEpoch(r *jetstream.Instance, epoch uint64) {
+	if epoch > r.Epoch {
+		r.Epoch, r.LastSeq = epoch, 0
+	}
+}
+
+func others(all []string, not string) []string {
+	out := make([]string, 0, len(all))
+	for _, w := range all {
+		if w != not {
+			out = append(out, w)
+		}
+	}
+	return out
+}
