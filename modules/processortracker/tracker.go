@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/rpc"
@@ -273,20 +272,18 @@ func (t *tracker) sendStatus() {
 	t.mu.Unlock()
 	go func() {
 		defer t.probes.Done()
-		data, err := subjects.Marshal(st)
-		if err == nil {
-			ctx, cancel := context.WithTimeout(t.ctx, t.pool.cfg.RequestTimeout)
-			_, err = t.pool.conn.NC().RequestMsgWithContext(ctx, &nats.Msg{Subject: subj, Data: data})
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(t.ctx, t.pool.cfg.RequestTimeout)
+		err := rpc.Request(ctx, t.pool.conn.NC(), subj, st, &subjects.Ack{})
+		cancel()
 		t.mu.Lock()
 		t.probing = false
-		if errors.Is(err, nats.ErrNoResponders) {
+		unknown := errors.Is(err, &subjects.Error{Code: subjects.CodeNotFound}) // its tracker forgot the instance
+		if errors.Is(err, rpc.ErrNoResponders) {
 			t.silent++
 		} else {
-			t.silent = 0 // any answer, or none in time: not known gone
+			t.silent = 0 // any other answer, or none in time: not known gone
 		}
-		gone := t.silent >= rpc.GoneAfter && !t.closed
+		gone := (unknown || t.silent >= rpc.GoneAfter) && !t.closed
 		t.mu.Unlock()
 		if gone && t.ctx.Err() == nil {
 			t.pool.log.Warn("task tracker gone (no responders); releasing the processor tracker", "instance_id", t.instanceID, "tracker", subj)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/rpc"
@@ -12,15 +13,41 @@ import (
 
 // deliver sends instances already assigned to a tracker (recorded
 // WAITING_WORKER_RECEIVE at their epoch) in run-batches; the worker
-// answers Already for one it has. One it refuses or that gets no answer is
-// dispatched one by one, elsewhere if need be.
+// answers Already for one it has. One it refuses is dispatched one by
+// one, elsewhere if need be. One that gets no answer stays assigned to
+// that worker, which may have it (a stalled process runs what it queued
+// when it wakes): it is sent to the same worker again later, and if the
+// worker leaves the registry its failover decides. Sending it elsewhere
+// could run it twice.
 func (d *dispatcher) deliver(ctx context.Context, byWorker map[string][]dueItem) {
-	d.sendRunBatches(ctx, byWorker, func(_ string, it dueItem, ok bool) {
-		if !ok {
+	d.sendRunBatches(ctx, byWorker, func(_ string, it dueItem, err error) {
+		switch {
+		case err == nil:
+			// Taken: the record names its tracker already; the next
+			// report carries the state.
+		case errors.Is(err, rpc.ErrTimeout):
+			d.redeliverLater(it)
+		default:
 			d.redispatch(it.t)
 		}
-		// Taken: the record names its tracker already; the next report
-		// carries the state.
+	})
+}
+
+// redeliverLater sends an unanswered assignment to the same worker again
+// after a backoff, while the instance is still waiting for that worker and
+// the worker is in the registry (otherwise failover owns the decision).
+func (d *dispatcher) redeliverLater(it dueItem) {
+	it.tries++
+	time.AfterFunc(rpc.Backoff(it.tries, 5*time.Second), func() {
+		rec := it.t.snapshot()
+		if d.ctx.Err() != nil || rec.State != subjects.InstanceWaitingWorker || rec.TrackerWorker != it.worker {
+			return
+		}
+		if !d.reg.isAlive(rec.App, it.worker, d.ttl) {
+			return // workerGone fails it over
+		}
+		it.rec = rec
+		d.deliver(d.ctx, map[string][]dueItem{it.worker: {it}})
 	})
 }
 
@@ -73,7 +100,7 @@ func (d *dispatcher) sendDue(ts []*tracked) {
 // whether that worker took it. A request that times out is sent once more
 // to the same worker first: a lost reply must not start instances twice,
 // and the worker answers Already for what it took.
-func (d *dispatcher) sendRunBatches(ctx context.Context, byWorker map[string][]dueItem, done func(worker string, it dueItem, ok bool)) {
+func (d *dispatcher) sendRunBatches(ctx context.Context, byWorker map[string][]dueItem, done func(worker string, it dueItem, err error)) {
 	var wg sync.WaitGroup
 	for worker, items := range byWorker {
 		for len(items) > 0 {
@@ -102,7 +129,17 @@ func (d *dispatcher) sendRunBatches(ctx context.Context, byWorker map[string][]d
 					}
 				}
 				for k, it := range chunk {
-					done(worker, it, err == nil && k < len(res.Results) && res.Results[k].Error == nil)
+					it.worker = worker
+					switch {
+					case err != nil:
+						done(worker, it, err)
+					case k >= len(res.Results):
+						done(worker, it, errors.New("scheduler: run-batch reply is missing results"))
+					case res.Results[k].Error != nil:
+						done(worker, it, res.Results[k].Error)
+					default:
+						done(worker, it, nil)
+					}
 				}
 			}()
 		}
@@ -116,6 +153,8 @@ type dueItem struct {
 	rec     *jetstream.Instance // snapshot taken when it was queued
 	allowed []string
 	epoch   uint64
+	worker  string // the worker it is sent to
+	tries   int    // sends that got no answer
 }
 
 // runBatchMax caps a run-batch: a worker handles its task-tracker mailbox

@@ -110,14 +110,39 @@ func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool
 				// A conflict means the worker still tracks an older run of
 				// this instance: its tracker forgets it only once its final
 				// report is acknowledged, and an instance retry is
-				// dispatched right then. Ask again shortly.
-				if try >= 5 || !errors.Is(err, &subjects.Error{Code: subjects.CodeConflict}) {
+				// dispatched right then. Ask again shortly. A timeout is
+				// asked once more of the same worker (a lost reply: it
+				// answers Already for one it took).
+				timedOut := errors.Is(err, rpc.ErrTimeout)
+				if try >= 5 || !(timedOut && try == 0) && !errors.Is(err, &subjects.Error{Code: subjects.CodeConflict}) {
 					break
+				}
+				if timedOut {
+					continue
 				}
 				select {
 				case <-time.After(rpc.Backoff(try, time.Second)):
 				case <-ctx.Done():
 				}
+			}
+			if errors.Is(err, rpc.ErrTimeout) && !resume {
+				// The worker did not answer twice: it may have the instance
+				// (a stalled process runs what it queued when it wakes), so
+				// trying another worker could run it twice. It stays
+				// assigned to that worker, is sent to it again later, and
+				// if the worker leaves the registry its failover decides.
+				d.apply(t, func(r *jetstream.Instance) bool {
+					if r.State.Final() || r.State > subjects.InstanceWaitingWorker {
+						return false
+					}
+					r.State, r.TrackerWorker, r.Workers = subjects.InstanceWaitingWorker, tracker, allowed
+					moveEpoch(r, epoch)
+					r.Note = "worker " + tracker + " did not answer the dispatch; it stays assigned until it answers or leaves"
+					return true
+				})
+				snap := t.snapshot()
+				d.redeliverLater(dueItem{t: t, rec: snap, allowed: allowed, epoch: epoch, worker: tracker})
+				return true
 			}
 			if err != nil {
 				lastErr = fmt.Errorf("worker %s: %w", tracker, err)

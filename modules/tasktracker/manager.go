@@ -338,10 +338,14 @@ func (m *Manager) handlePTStatus(_ context.Context, msg *nats.Msg) (subjects.Mes
 	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
 		return nil, err
 	}
-	if h, err := m.heavyFor(req.InstanceID); err == nil {
-		h.onPTStatus(&req)
+	h, err := m.heavyFor(req.InstanceID)
+	if err != nil {
+		// This tracker does not (or no longer) track the instance: the
+		// processor tracker releases itself.
+		return nil, subjects.Errorf(subjects.CodeNotFound, "instance %s is not tracked here", req.InstanceID)
 	}
-	return nil, nil
+	h.onPTStatus(&req)
+	return &subjects.Ack{}, nil
 }
 
 // progress publishes a RUNNING report (best effort).
