@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -21,11 +19,7 @@ import (
 // the next report (progress or final) carries the state, so a light
 // instance costs one durable write of its own (its end) and a share of
 // its batch's.
-func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.RunBatch
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) (subjects.Message, error) {
 	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
@@ -61,7 +55,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects
 		}
 	}
 	if req.Key != "" && jetstream.IsExists(err) {
-		return s.repeatedBatch(ctx, &req)
+		return s.repeatedBatch(ctx, req)
 	}
 	if err != nil {
 		return nil, subjects.Errorf(subjects.CodeInternal, "create instances: %v", err)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 	"github.com/robfig/cron/v3"
 
@@ -95,11 +94,7 @@ func (s *Scheduler) validate(j *subjects.Job) error {
 	return nil
 }
 
-func (s *Scheduler) handleJobSave(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.JobSave
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleJobSave(ctx context.Context, req *subjects.JobSave) (subjects.Message, error) {
 	j := req.Job
 	if err := s.d.owner(j.App); err != nil {
 		return nil, err
@@ -143,11 +138,7 @@ func (s *Scheduler) handleJobSave(ctx context.Context, msg *nats.Msg) (subjects.
 	return &subjects.JobReply{Job: j}, nil
 }
 
-func (s *Scheduler) handleJobDelete(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.JobRef
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleJobDelete(ctx context.Context, req *subjects.JobRef) (subjects.Message, error) {
 	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
@@ -165,11 +156,7 @@ func (s *Scheduler) handleJobDelete(ctx context.Context, msg *nats.Msg) (subject
 	return &subjects.Ack{}, nil
 }
 
-func (s *Scheduler) handleJobEnable(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.JobEnable
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleJobEnable(ctx context.Context, req *subjects.JobEnable) (subjects.Message, error) {
 	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
@@ -195,11 +182,7 @@ func (s *Scheduler) handleJobEnable(ctx context.Context, msg *nats.Msg) (subject
 	return nil, subjects.Errorf(subjects.CodeConflict, "job %s keeps changing; try again", req.ID)
 }
 
-func (s *Scheduler) handleJobRun(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.JobRun
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleJobRun(ctx context.Context, req *subjects.JobRun) (subjects.Message, error) {
 	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
@@ -221,11 +204,7 @@ func (s *Scheduler) handleJobRun(ctx context.Context, msg *nats.Msg) (subjects.M
 	return &subjects.RunJobReply{InstanceID: in.ID, TrackerWorker: in.TrackerWorker}, nil
 }
 
-func (s *Scheduler) handleRetry(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.StopInstance
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleRetry(ctx context.Context, req *subjects.StopInstance) (subjects.Message, error) {
 	old, _, err := s.instances.Get(ctx, req.InstanceID)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNotFound) {

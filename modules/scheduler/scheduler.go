@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/handler"
 	"github.com/jetworker/jetworker/modules/server"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -113,28 +113,24 @@ func (s *Scheduler) Jobs() *jetstream.Jobs { return s.jobs }
 func (s *Scheduler) Endpoints() []server.Endpoint {
 	id := s.srv.ID()
 	return []server.Endpoint{
-		{Name: "run", Subject: subjects.ServerVerb("*", id, subjects.VerbRunJob), Queue: id, Handler: s.handleRun, Concurrency: 32},
-		{Name: "stop", Subject: subjects.ServerVerb("*", id, subjects.VerbStopRun), Queue: id, Handler: s.handleStop},
-		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: s.handleStatus, Concurrency: 32},
-		{Name: "instance-statuses", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatuses), Queue: id, Handler: s.handleStatuses, Concurrency: 8},
-		{Name: "run-batch", Subject: subjects.ServerVerb("*", id, subjects.VerbRunBatch), Queue: id, Handler: s.handleRunBatch, Concurrency: 8},
-		{Name: "job-save", Subject: subjects.ServerVerb("*", id, subjects.VerbJobSave), Queue: id, Handler: s.handleJobSave, Concurrency: 8},
-		{Name: "job-delete", Subject: subjects.ServerVerb("*", id, subjects.VerbJobDelete), Queue: id, Handler: s.handleJobDelete},
-		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: s.handleJobEnable},
-		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: s.handleJobRun},
-		{Name: "instance-retry", Subject: subjects.ServerVerb("*", id, subjects.VerbInstRetry), Queue: id, Handler: s.handleRetry},
+		{Name: "run", Subject: subjects.ServerVerb("*", id, subjects.VerbRunJob), Queue: id, Handler: handler.Typed(s.handleRun), Concurrency: 32},
+		{Name: "stop", Subject: subjects.ServerVerb("*", id, subjects.VerbStopRun), Queue: id, Handler: handler.Typed(s.handleStop)},
+		{Name: "instance-status", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatus), Queue: id, Handler: handler.Typed(s.handleStatus), Concurrency: 32},
+		{Name: "instance-statuses", Subject: subjects.ServerVerb("*", id, subjects.VerbInstanceStatuses), Queue: id, Handler: handler.Typed(s.handleStatuses), Concurrency: 8},
+		{Name: "run-batch", Subject: subjects.ServerVerb("*", id, subjects.VerbRunBatch), Queue: id, Handler: handler.Typed(s.handleRunBatch), Concurrency: 8},
+		{Name: "job-save", Subject: subjects.ServerVerb("*", id, subjects.VerbJobSave), Queue: id, Handler: handler.Typed(s.handleJobSave), Concurrency: 8},
+		{Name: "job-delete", Subject: subjects.ServerVerb("*", id, subjects.VerbJobDelete), Queue: id, Handler: handler.Typed(s.handleJobDelete)},
+		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: handler.Typed(s.handleJobEnable)},
+		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: handler.Typed(s.handleJobRun)},
+		{Name: "instance-retry", Subject: subjects.ServerVerb("*", id, subjects.VerbInstRetry), Queue: id, Handler: handler.Typed(s.handleRetry)},
 	}
 }
 
-func (s *Scheduler) handleRun(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.RunJob
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleRun(ctx context.Context, req *subjects.RunJob) (subjects.Message, error) {
 	if err := s.d.owner(req.App); err != nil {
 		return nil, err
 	}
-	in, err := s.runOnce(ctx, &req)
+	in, err := s.runOnce(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -177,16 +173,12 @@ func (s *Scheduler) repeated(ctx context.Context, app, id string) (*jetstream.In
 	return rec, nil
 }
 
-func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var st subjects.InstanceStatus
-	if err := subjects.Unmarshal(msg.Data, &st); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleStatus(ctx context.Context, st *subjects.InstanceStatus) (subjects.Message, error) {
 	t, err := s.d.get(ctx, st.InstanceID)
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.applyStatus(t, &st)
+	f, err := s.applyStatus(t, st)
 	if err == nil && f != nil {
 		err = waitAck(ctx, f)
 	}
@@ -198,11 +190,7 @@ func (s *Scheduler) handleStatus(ctx context.Context, msg *nats.Msg) (subjects.M
 
 // handleStatuses records a batch of final statuses and acknowledges the
 // batch once every write is durable.
-func (s *Scheduler) handleStatuses(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.InstanceStatuses
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleStatuses(ctx context.Context, req *subjects.InstanceStatuses) (subjects.Message, error) {
 	futures := make([]njs.PubAckFuture, 0, len(req.Statuses))
 	for i := range req.Statuses {
 		st := &req.Statuses[i]
@@ -269,11 +257,7 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus) (njs.Pu
 	return f, err
 }
 
-func (s *Scheduler) handleStop(ctx context.Context, msg *nats.Msg) (subjects.Message, error) {
-	var req subjects.StopInstance
-	if err := subjects.Unmarshal(msg.Data, &req); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) handleStop(ctx context.Context, req *subjects.StopInstance) (subjects.Message, error) {
 	// Only the app's owner writes its instances: check before get, which
 	// would start following an instance of another app.
 	rec, _, err := s.instances.Get(ctx, req.InstanceID)
