@@ -44,7 +44,10 @@ func (d *dispatcher) redeliverLater(it dueItem) {
 			return
 		}
 		if !d.reg.isAlive(rec.App, it.worker, d.ttl) {
-			return // workerGone fails it over
+			// Gone (it may have left before this instance was assigned to
+			// it, so no leave event is coming): failover decides.
+			d.whenGone(rec.App, it.worker, func() { d.failover(it.t, "task tracker worker "+it.worker+" did not answer and left") })
+			return
 		}
 		it.rec = rec
 		d.deliver(d.ctx, map[string][]dueItem{it.worker: {it}})
