@@ -61,7 +61,10 @@ func (l *Logs) Read(ctx context.Context, instanceID string, follow bool, fn func
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	filter := subjects.LogsSubject("*", instanceID)
-	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	// A short inactivity threshold: the server removes the consumer soon
+	// after the read ends (the default keeps it for minutes, and many
+	// reads in a row hit the consumer limit).
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: 2 * time.Second})
 	if err != nil {
 		return fmt.Errorf("read logs %s: %w", instanceID, err)
 	}

@@ -39,6 +39,11 @@ func (tr *triggers) prepareFire(ctx context.Context, j *subjects.Job, id string,
 // unless ahead (a cron fire prepared before its time, see prepareFire):
 // then it does nothing, and otherwise picks the tracker now.
 func (tr *triggers) prepare(ctx context.Context, j *subjects.Job, id string, expectedMS int64, params, note string, ahead bool) (*tracked, *jetstream.Instance, error) {
+	if !tr.srv.Ownership().Owns(j.App) {
+		// Paused past its lease (the app may have another owner by now):
+		// fire nothing from a stale view of the job.
+		return nil, nil, subjects.Errorf(subjects.CodeNotOwner, "server %s does not own app %s now", tr.srv.ID(), j.App)
+	}
 	if id == "" {
 		id = nuid.Next()
 	}

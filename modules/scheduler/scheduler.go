@@ -68,6 +68,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 		return err
 	}
 	s.inst = newInstanceTracker(s.instances, s.log, s.tr.finalized)
+	s.inst.owns = srv.Ownership().Owns
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}

@@ -55,6 +55,10 @@ type instanceTracker struct {
 	log   *slog.Logger
 	// onFinal runs (outside every lock) when an instance becomes final.
 	onFinal func(*jetstream.Instance)
+	// owns reports whether this server owns an app now (nil: always). A
+	// change of a record of an app it does not own is refused: a server
+	// that was paused past its lease must not write from its stale copies.
+	owns func(app string) bool
 
 	mu      sync.Mutex
 	active  map[string]*tracked
@@ -184,6 +188,11 @@ func (it *instanceTracker) apply(t *tracked, fn func(*jetstream.Instance) bool) 
 	if err := checkTransition(t.rec, &next); err != nil {
 		t.mu.Unlock()
 		it.log.Warn("instance change refused", "instance_id", next.ID, "err", err)
+		return nil, nil
+	}
+	if it.owns != nil && !it.owns(next.App) {
+		t.mu.Unlock()
+		it.log.Warn("instance change refused: this server does not own the app (now)", "instance_id", next.ID, "app", next.App)
 		return nil, nil
 	}
 	f, err := it.store.PutAsync(&next)

@@ -51,11 +51,17 @@ func NewOwnership(id string, leases *jetstream.Leases, apps *jetstream.Apps, log
 func (o *Ownership) AddHook(h OwnershipHook) { o.hooks = append(o.hooks, h) }
 
 // Owns reports whether this server holds app's lease.
+//
+// A lease this server has not renewed for most of its period may have
+// expired in JetStream already (and another server taken the app), for
+// example after this process was paused: by its own clock since the last
+// successful renewal, it then stops acting as owner at once, before the
+// renew loop notices.
 func (o *Ownership) Owns(app string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	_, ok := o.held[app]
-	return ok
+	h, ok := o.held[app]
+	return ok && time.Since(h.ok) < o.leases.Period()*9/10
 }
 
 // Owned lists the apps this server holds.
