@@ -74,7 +74,11 @@ func (at *appTriggers) fire(js *jobState, t time.Time, note string) {
 		return
 	}
 	if _, err := at.s.fireJob(at.ctx, j, fireID(j.ID, t), t.UnixMilli(), j.Params, note); err != nil && !errors.Is(err, jetstream.ErrExists) {
+		// No record for t: leave the fire pointer before it, so that the
+		// next fire records t as missed (fillGap), or a new owner catches
+		// it up; moving it past t would lose the second without a trace.
 		at.s.log.Error("cron fire", "job_id", j.ID, "scheduled", t, "err", err)
+		return
 	}
 	at.advance(js, t)
 }
