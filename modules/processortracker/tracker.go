@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
