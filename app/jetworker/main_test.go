@@ -88,11 +88,17 @@ func run(t *testing.T, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := command(ctx, t, args...)
-	var stdout, stderr bytes.Buffer
+	return runCmd(ctx, t, command(ctx, t, args...), fmt.Sprintf("jetworker %v", args))
+}
+
+// runCmd runs cmd to completion within ctx and returns its output and exit
+// code; what names it in failures.
+func runCmd(ctx context.Context, t *testing.T, cmd *exec.Cmd, what string) result {
+	t.Helper()
+	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	require.NoError(t, ctx.Err(), "jetworker %v did not finish; stderr:\n%s", args, stderr.String())
+	require.NoError(t, ctx.Err(), "%s did not finish in time; stderr:\n%s", what, stderr.String())
 	code := 0
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

@@ -165,19 +165,7 @@ func tourRun(t *testing.T, root, line string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := tourShell(ctx, root, line)
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	require.NoError(t, ctx.Err(), "%s did not finish in 30s; stderr:\n%s", line, stderr.String())
-	code := 0
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return result{stdout.String(), stderr.String(), code}
+	return runCmd(ctx, t, tourShell(ctx, root, line), line)
 }
 
 // tourCheck returns what is wrong with r, or "", and records captures.
