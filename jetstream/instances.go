@@ -90,6 +90,22 @@ func (s *Instances) Put(ctx context.Context, in *Instance) (uint64, error) {
 	return rev, mapErr(err)
 }
 
+// PutIfRevision writes the record only when its key is still at revision
+// rev, and returns the new revision; 0 means the instance has no record
+// of its own yet (one of a batch, read from its batch record). ErrConflict
+// when another write came first: the caller's copy is stale.
+func (s *Instances) PutIfRevision(ctx context.Context, in *Instance, rev uint64) (uint64, error) {
+	b, err := msgpack.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.kv.Update(ctx, in.ID, b, rev)
+	if err = mapErr(err); errors.Is(err, ErrExists) {
+		err = fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return n, err
+}
+
 // PutAsync is Put without waiting.
 func (s *Instances) PutAsync(in *Instance) (jetstream.PubAckFuture, error) {
 	return s.CreateAsync(in)

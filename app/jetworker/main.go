@@ -18,6 +18,7 @@ func execute(args []string, stderr io.Writer) int {
 	root := rootCmd()
 	root.SetArgs(args)
 	err := root.Execute()
+	prof.stop()
 	if err == nil {
 		return exitOK
 	}

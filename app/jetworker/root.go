@@ -54,8 +54,17 @@ func rootCmd() *cobra.Command {
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (debug also prints the full error chain)")
 	f.StringVarP(&g.out.format, "output", "o", "table", "output of list and show commands: table or json")
 	f.BoolVar(&g.out.utc, "utc", false, "print times in UTC (default: local time; both with their zone offset)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.out.validate() }
-	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), versionCmd())
+	f.StringVar(&prof.cpuPath, "cpuprofile", "", "write a CPU profile of this process to FILE")
+	f.StringVar(&prof.memPath, "memprofile", "", "write an allocation profile to FILE when this process ends")
+	_ = f.MarkHidden("cpuprofile")
+	_ = f.MarkHidden("memprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if err := g.out.validate(); err != nil {
+			return err
+		}
+		return prof.start()
+	}
+	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), versionCmd(), benchCmd())
 	return root
 }
 

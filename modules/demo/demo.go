@@ -21,6 +21,7 @@ func Processors() []processor.Named {
 		{Name: "demo.ping", Processor: Ping{}},
 		{Name: "demo.sleep", Processor: processor.ProcessorFunc(Sleep)},
 		{Name: "demo.mark", Processor: processor.ProcessorFunc(Mark)},
+		{Name: "demo.fanout", Processor: Fanout{}},
 	}
 }
 

@@ -151,11 +151,16 @@ func NewWorkflowContext(initial map[string]string, limit int) *WorkflowContext {
 	if limit <= 0 {
 		limit = 16 << 10
 	}
-	v := make(map[string]string, len(initial))
-	for k, x := range initial {
-		v[k] = x
+	// The maps are made on first use: almost every task has no workflow,
+	// and two maps per task were a measurable share of the no-op path.
+	var v map[string]string
+	if len(initial) > 0 {
+		v = make(map[string]string, len(initial))
+		for k, x := range initial {
+			v[k] = x
+		}
 	}
-	return &WorkflowContext{values: v, appended: map[string]string{}, limit: limit}
+	return &WorkflowContext{values: v, limit: limit}
 }
 
 // Get returns a value.
@@ -175,6 +180,12 @@ func (w *WorkflowContext) Append(key, value string) error {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrWorkflowContextFull, n, w.limit)
 	}
 	w.size += len(key) + len(value)
+	if w.values == nil {
+		w.values = map[string]string{}
+	}
+	if w.appended == nil {
+		w.appended = map[string]string{}
+	}
 	w.values[key] = value
 	w.appended[key] = value
 	return nil

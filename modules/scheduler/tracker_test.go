@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -18,15 +17,21 @@ import (
 
 // fakeStore is a record store whose writes become durable only when the
 // test says so: Get returns the last durable version, as JetStream does
-// while a write is still on its way.
+// while a write is still on its way. A conditional write lands the
+// pending ones first (they were sent before it, on the same connection)
+// and then compares revisions, as the stream does.
 type fakeStore struct {
 	mu      sync.Mutex
 	durable map[string]jetstream.Instance
+	revs    map[string]uint64
+	seq     uint64
 	pending []jetstream.Instance
 	writes  []jetstream.Instance
 }
 
-func newFakeStore() *fakeStore { return &fakeStore{durable: map[string]jetstream.Instance{}} }
+func newFakeStore() *fakeStore {
+	return &fakeStore{durable: map[string]jetstream.Instance{}, revs: map[string]uint64{}}
+}
 
 func (f *fakeStore) PutAsync(in *jetstream.Instance) (njs.PubAckFuture, error) {
 	f.mu.Lock()
@@ -36,6 +41,18 @@ func (f *fakeStore) PutAsync(in *jetstream.Instance) (njs.PubAckFuture, error) {
 	return doneFuture{}, nil
 }
 
+func (f *fakeStore) PutIfRevision(_ context.Context, in *jetstream.Instance, rev uint64) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.landLocked()
+	if f.revs[in.ID] != rev {
+		return 0, jetstream.ErrConflict
+	}
+	f.writes = append(f.writes, *in)
+	f.storeLocked(*in)
+	return f.revs[in.ID], nil
+}
+
 func (f *fakeStore) Get(_ context.Context, id string) (*jetstream.Instance, uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -43,28 +60,34 @@ func (f *fakeStore) Get(_ context.Context, id string) (*jetstream.Instance, uint
 	if !ok {
 		return nil, 0, jetstream.ErrNotFound
 	}
-	return &in, 1, nil
+	return &in, f.revs[id], nil
+}
+
+// put makes a record durable (the test's starting state).
+func (f *fakeStore) put(in jetstream.Instance) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.storeLocked(in)
+}
+
+func (f *fakeStore) storeLocked(in jetstream.Instance) {
+	f.seq++
+	f.durable[in.ID], f.revs[in.ID] = in, f.seq
 }
 
 // land makes the pending writes durable.
 func (f *fakeStore) land() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.landLocked()
+}
+
+func (f *fakeStore) landLocked() {
 	for _, in := range f.pending {
-		f.durable[in.ID] = in
+		f.storeLocked(in)
 	}
 	f.pending = nil
 }
-
-type doneFuture struct{}
-
-func (doneFuture) Ok() <-chan *njs.PubAck {
-	c := make(chan *njs.PubAck, 1)
-	c <- &njs.PubAck{}
-	return c
-}
-func (doneFuture) Err() <-chan error { return make(chan error) }
-func (doneFuture) Msg() *nats.Msg    { return nil }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -134,7 +157,7 @@ func TestLateProgressAfterFinal(t *testing.T) {
 	var finals []string
 	it := newInstanceTracker(store, quietLog(), func(r *jetstream.Instance) { finals = append(finals, r.ID) })
 	rec := &jetstream.Instance{ID: "a", App: "app", JobID: "j", State: subjects.InstanceRunning, Epoch: 1, LastSeq: 4}
-	store.durable["a"] = *rec
+	store.put(*rec)
 	tr := it.follow(&tracked{rec: rec})
 
 	_, err := it.apply(tr, func(r *jetstream.Instance) bool {
@@ -177,7 +200,7 @@ func TestLoadKeepsOneCopy(t *testing.T) {
 	t.Parallel()
 	store := newFakeStore()
 	it := newInstanceTracker(store, quietLog(), nil)
-	store.durable["b"] = jetstream.Instance{ID: "b", App: "app", JobID: "j", State: subjects.InstanceRunning, Epoch: 1}
+	store.put(jetstream.Instance{ID: "b", App: "app", JobID: "j", State: subjects.InstanceRunning, Epoch: 1})
 	const n = 16
 	got := make([]*tracked, n)
 	var wg sync.WaitGroup
@@ -228,15 +251,75 @@ func TestEpochResetsSequence(t *testing.T) {
 	require.Nil(t, f)
 }
 
-func TestEndedSetBounded(t *testing.T) {
+// TestLoadedCopyLosesToNewerWrite: a copy read from the store is written
+// the first time only if nothing was written since it was read; otherwise
+// the change is recomputed on the newer record (here: the report is now
+// older than what the store holds, so nothing is written).
+func TestLoadedCopyLosesToNewerWrite(t *testing.T) {
 	t.Parallel()
-	e := endedSet{keep: endedKeep, max: 3}
-	for _, id := range []string{"a", "b", "c", "d"} {
-		e.add(&jetstream.Instance{ID: id, State: subjects.InstanceSucceeded})
+	store := newFakeStore()
+	it := newInstanceTracker(store, quietLog(), nil)
+	store.put(jetstream.Instance{ID: "c", App: "app", JobID: "j", State: subjects.InstanceRunning, Epoch: 1, LastSeq: 3})
+	tr, err := it.load(context.Background(), "c")
+	require.NoError(t, err)
+	store.put(jetstream.Instance{ID: "c", App: "app", JobID: "j", State: subjects.InstanceRunning, Epoch: 1, LastSeq: 7}) // another writer
+	progress := func(r *jetstream.Instance) bool {
+		if r.State.Final() || r.LastSeq >= 5 {
+			return false
+		}
+		r.LastSeq = 5
+		return true
 	}
-	_, ok := e.get("a")
-	require.False(t, ok, "the oldest is evicted")
-	_, ok = e.get("d")
-	require.True(t, ok)
-	require.LessOrEqual(t, len(e.m), 3)
+	f, err := it.apply(tr, progress)
+	require.NoError(t, err)
+	require.Nil(t, f, "recomputed on the newer record: nothing to write")
+	require.Empty(t, store.writes)
+	require.Equal(t, uint64(7), tr.snapshot().LastSeq, "the copy is the newer record now")
+
+	// Once written, the copy is this server's: later writes are plain.
+	f, err = it.apply(tr, func(r *jetstream.Instance) bool { r.LastSeq = 8; return true })
+	require.NoError(t, err)
+	require.NotNil(t, f)
+	f, err = it.apply(tr, func(r *jetstream.Instance) bool { r.LastSeq = 9; return true })
+	require.NoError(t, err)
+	require.NotNil(t, f)
+	require.Len(t, store.writes, 2)
+	store.land()
+	got, _, err := store.Get(context.Background(), "c")
+	require.NoError(t, err)
+	require.Equal(t, uint64(9), got.LastSeq)
+}
+
+// TestFailedFinalWriteIsRetried: nothing answers from memory for an
+// instance that left the active set, so when its final write was lost
+// the worker's retry of the final status reads the store again and
+// writes it.
+func TestFailedFinalWriteIsRetried(t *testing.T) {
+	t.Parallel()
+	store := newFakeStore()
+	it := newInstanceTracker(store, quietLog(), nil)
+	rec := &jetstream.Instance{ID: "d", App: "app", JobID: "j", State: subjects.InstanceRunning, Epoch: 1}
+	store.put(*rec)
+	tr := it.follow(&tracked{rec: rec})
+	final := func(r *jetstream.Instance) bool {
+		if r.State.Final() {
+			return false
+		}
+		r.State, r.Result = subjects.InstanceSucceeded, "done"
+		return true
+	}
+	_, err := it.apply(tr, final)
+	require.NoError(t, err)
+	store.mu.Lock()
+	store.pending = nil // the write is lost
+	store.mu.Unlock()
+
+	again, err := it.load(context.Background(), "d")
+	require.NoError(t, err)
+	f, err := it.apply(again, final)
+	require.NoError(t, err)
+	require.NotNil(t, f, "the retried final is written")
+	got, _, err := store.Get(context.Background(), "d")
+	require.NoError(t, err)
+	require.Equal(t, subjects.InstanceSucceeded, got.State)
 }

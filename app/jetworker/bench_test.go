@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBenchAPI runs `jetworker bench api` small: the binary starts NATS, a
+// server and two workers as separate processes, submits over TCP and
+// reports a rate beside the yardstick; with -o json every instance
+// succeeded, and profiles are written on request.
+func TestBenchAPI(t *testing.T) {
+	t.Parallel()
+	r := run(t, "bench", "api", "--instances", "3000", "--workers", "2")
+	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	m := regexp.MustCompile(`(?m)^round 1 A \(.*\): 3000 instances in \S+ = (\d+) instances/s`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	n, _ := strconv.Atoi(m[1])
+	require.Positive(t, n)
+	require.Regexp(t, `(?m)^  yardstick: raw JetStream work queue 3000 msgs in \S+ = \d+ msgs/s; jetworker/yardstick \d+\.\d\d$`, r.stdout)
+	require.Regexp(t, `(?m)^  nats \S+s cpu \d+ MiB; server \S+s cpu \d+ MiB; worker-0 .*; worker-1 `, r.stdout)
+	require.NotContains(t, r.stdout, "NOT SUCCEEDED")
+
+	prof := t.TempDir()
+	r = run(t, "bench", "api", "--instances", "500", "--batch", "1", "--submitters", "8", "--yardstick=false", "--profile-dir", prof, "-o", "json")
+	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	var out []struct {
+		Instances    int     `json:"instances"`
+		PerSecond    float64 `json:"instances_per_second"`
+		NotSucceeded int     `json:"not_succeeded"`
+		Procs        []struct {
+			Name string `json:"name"`
+		} `json:"procs"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+	require.Len(t, out, 1)
+	require.Equal(t, 500, out[0].Instances)
+	require.Zero(t, out[0].NotSucceeded)
+	require.Len(t, out[0].Procs, 3)
+	for _, f := range []string{"server.cpu.pprof", "server.mem.pprof", "worker-0.cpu.pprof", "worker-0.mem.pprof"} {
+		st, err := os.Stat(filepath.Join(prof, "round-1-A", f))
+		require.NoError(t, err)
+		require.Positive(t, st.Size(), f)
+	}
+}
+
+// TestBenchMapReduce runs one demo.fanout map-reduce across two worker
+// processes and checks the reduced count.
+func TestBenchMapReduce(t *testing.T) {
+	t.Parallel()
+	r := run(t, "bench", "mapreduce", "--tasks", "5000", "--workers", "2")
+	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	require.Regexp(t, `(?m)^round 1 A: 5000 tasks on 2 workers in \S+ = \d+ tasks/s \(5000 tasks\)$`, r.stdout)
+}
+
+// TestBenchBadBinary: a missing binary is a usage error naming it.
+func TestBenchBadBinary(t *testing.T) {
+	t.Parallel()
+	r := run(t, "bench", "api", "--bin", "/nonexistent/jetworker")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "/nonexistent/jetworker")
+}

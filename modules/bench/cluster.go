@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// ClusterConfig says what to start.
+type ClusterConfig struct {
+	// Bin is the jetworker binary to run (required).
+	Bin string
+	// Dir holds the NATS store and the processes' logs (required).
+	Dir string
+	// App is the app the workers serve; zero means "bench".
+	App string
+	// Workers is how many worker processes to start; zero means 1.
+	Workers int
+	// WorkerEnv and ServerEnv are extra JETWORKER_* settings.
+	WorkerEnv, ServerEnv []string
+	// ProfileDir, when set, makes server and workers write CPU and heap
+	// profiles there when they stop (the binary's --cpuprofile and
+	// --memprofile flags).
+	ProfileDir string
+}
+
+// Cluster is a running NATS + server + workers, each its own process.
+type Cluster struct {
+	cfg     ClusterConfig
+	URL     string
+	nats    *proc
+	server  *proc
+	workers []*proc
+}
+
+// StartCluster starts NATS, one server and the workers, creates the app
+// and waits until every worker says it is ready. Stop ends them all.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	if cfg.App == "" {
+		cfg.App = "bench"
+	}
+	cfg.Workers = max(cfg.Workers, 1)
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, URL: "nats://127.0.0.1:" + strconv.Itoa(port)}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Stop()
+		}
+	}()
+	store := filepath.Join(cfg.Dir, "nats-store")
+	if c.nats, err = startProc(cfg.Dir, "nats", cfg.Bin, nil, "nats listening on",
+		"nats", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--store-dir", store); err != nil {
+		return nil, err
+	}
+	if err := c.nats.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if c.server, err = startProc(cfg.Dir, "server", cfg.Bin, cfg.ServerEnv, "server started",
+		append([]string{"server", "--nats", c.URL}, c.profileArgs("server")...)...); err != nil {
+		return nil, err
+	}
+	if err := c.server.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.createApp(ctx); err != nil {
+		return nil, err
+	}
+	for i := range cfg.Workers {
+		name := fmt.Sprintf("worker-%d", i)
+		w, err := startProc(cfg.Dir, name, cfg.Bin, cfg.WorkerEnv, "worker ready",
+			append([]string{"worker", "--app", cfg.App, "--nats", c.URL}, c.profileArgs(name)...)...)
+		if err != nil {
+			return nil, err
+		}
+		c.workers = append(c.workers, w)
+	}
+	for _, w := range c.workers {
+		if err := w.waitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return c, nil
+}
+
+func (c *Cluster) profileArgs(name string) []string {
+	if c.cfg.ProfileDir == "" {
+		return nil
+	}
+	return []string{"--cpuprofile", filepath.Join(c.cfg.ProfileDir, name+".cpu.pprof"),
+		"--memprofile", filepath.Join(c.cfg.ProfileDir, name+".mem.pprof")}
+}
+
+// createApp runs the binary's own `app create` (so a binary of another
+// commit is set up the way it expects), asking again while the server is
+// still opening its stores.
+func (c *Cluster) createApp(ctx context.Context) error {
+	var out []byte
+	for {
+		var err error
+		out, err = exec.CommandContext(ctx, c.cfg.Bin, "app", "create", c.cfg.App, "--if-not-exists", "--nats", c.URL).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: app create: %s", errNotReady, out)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// procs lists every process, NATS first.
+func (c *Cluster) procs() []*proc {
+	out := []*proc{}
+	for _, p := range append([]*proc{c.nats, c.server}, c.workers...) {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// markPhase starts a measured phase in every process.
+func (c *Cluster) markPhase() {
+	for _, p := range c.procs() {
+		p.markPhase()
+	}
+}
+
+// sampleRSS samples every process's RSS until ctx ends.
+func (c *Cluster) sampleRSS(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, p := range c.procs() {
+			p.sampleRSS()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// phase returns every process's cost since markPhase.
+func (c *Cluster) phase() []ProcStats {
+	var out []ProcStats
+	for _, p := range c.procs() {
+		out = append(out, p.phase())
+	}
+	return out
+}
+
+// Stop ends every process, workers first and NATS last (SIGTERM, then
+// SIGKILL after a grace period).
+func (c *Cluster) Stop() {
+	ps := c.procs()
+	for i := len(ps) - 1; i >= 0; i-- {
+		ps[i].stop(40 * time.Second)
+	}
+}
+
+// LogDir is where the processes' output is.
+func (c *Cluster) LogDir() string { return c.cfg.Dir }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

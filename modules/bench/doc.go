@@ -1,0 +1,13 @@
+// Package bench measures a jetworker cluster the way users deploy it: the
+// real binary started as separate processes (`jetworker nats`, `server`,
+// `worker`) on loopback, driven over TCP by this process as the submitter.
+// It reports throughput from the first submit to the last SUCCEEDED
+// record stored, the CPU seconds and peak RSS of every process over the
+// measured phase, and, in the same run against the same NATS, a raw
+// JetStream work-queue yardstick (PublishAsync, then pull Consume + Ack),
+// so that a figure can be read as a ratio to what the broker itself does
+// on this machine at this moment.
+//
+// `jetworker bench` is its command; the binary under test is chosen with
+// --bin, so two commits can be measured side by side by one driver.
+package bench
