@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -20,6 +21,9 @@ type App struct {
 	ID        int64  `msgpack:"id"`
 	Name      string `msgpack:"name"`
 	CreatedMS int64  `msgpack:"created_ms"`
+	// RetentionMS is how long the app's final instance records are kept
+	// (0: the server's default; a job may override it).
+	RetentionMS int64 `msgpack:"retention_ms,omitempty"`
 }
 
 // Apps is the app registry.
@@ -50,6 +54,35 @@ func (a *Apps) Create(ctx context.Context, name string, nowMS int64) (App, error
 		return App{}, fmt.Errorf("create app %s: %w", name, mapErr(err))
 	}
 	return app, nil
+}
+
+// SetRetention sets how long the app's final instance records are kept
+// (ms; 0 = the server's default), with compare-and-set; ErrNotFound when
+// the app is not registered.
+func (a *Apps) SetRetention(ctx context.Context, name string, ms int64) (App, error) {
+	if err := subjects.ValidRetention(ms); err != nil {
+		return App{}, fmt.Errorf("instance retention: %w", err)
+	}
+	for range 10 {
+		e, err := a.kv.Get(ctx, name)
+		if err != nil {
+			return App{}, fmt.Errorf("app %s: %w", name, mapErr(err))
+		}
+		app, err := decodeApp(e)
+		if err != nil {
+			return App{}, err
+		}
+		app.RetentionMS = ms
+		b, _ := msgpack.Marshal(&app)
+		if _, err := a.kv.Update(ctx, name, b, e.Revision()); err != nil {
+			if errors.Is(mapErr(err), ErrConflict) || errors.Is(mapErr(err), ErrExists) {
+				continue
+			}
+			return App{}, fmt.Errorf("app %s: %w", name, mapErr(err))
+		}
+		return app, nil
+	}
+	return App{}, fmt.Errorf("app %s: %w", name, ErrConflict)
 }
 
 // Get returns an app by name; ErrNotFound when it is not registered.

@@ -80,7 +80,9 @@ func (b *batchRecord) instance(i int) (*Instance, error) {
 // BatchInstanceID is the id of instance i of batch id.
 func BatchInstanceID(batch string, i int) string { return batch + "_" + strconv.Itoa(i) }
 
-// splitBatchID parses "<batchId>_<i>"; ok is false for any other id.
+// SplitBatchID parses "<batchId>_<i>"; ok is false for any other id.
+func SplitBatchID(id string) (batch string, i int, ok bool) { return splitBatchID(id) }
+
 func splitBatchID(id string) (batch string, i int, ok bool) {
 	k := strings.LastIndexByte(id, '_')
 	if k <= 0 {
@@ -250,32 +252,71 @@ func (s *Instances) createBatch(recs []*Instance, id string) (jetstream.PubAckFu
 	if keyed {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0)) // create-if-absent
 	}
+	if ttl := s.batchTTL(recs); ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
 	return s.js.PublishAsync("$KV."+BucketInstances+"."+batchKeyPrefix+b.ID, data, opts...)
+}
+
+// batchTTL is how long a batch record is kept: the shortest retention of
+// its instances. An instance that ended at creation (no worker could take
+// it) is read from the batch record for its whole retention; any other
+// writes a record of its own on its first change, which the owner makes
+// happen well before this TTL (see scheduler's pin), and no own record can
+// expire before its batch record (it ends after the batch was created),
+// so a reader never falls back to a creation record older than a
+// record that expired.
+func (s *Instances) batchTTL(recs []*Instance) time.Duration {
+	if s.retention == nil {
+		return 0
+	}
+	var ttl time.Duration
+	for i, in := range recs {
+		if d := s.retention(in); i == 0 || d < ttl {
+			ttl = d
+		}
+	}
+	return ttlSeconds(ttl)
 }
 
 // batchCache keeps recently read batch records (they never change once
 // written), so that reading many instances of one batch decodes it once.
+// An entry is used for batchCacheFor only: a batch record expires with
+// its retention, and a cached copy must not outlive it by more than that.
 type batchCache struct {
 	mu    sync.Mutex
 	order []string
-	m     map[string]*batchRecord
+	m     map[string]cachedBatch
 }
 
-const batchCacheSize = 8
+type cachedBatch struct {
+	b  *batchRecord
+	at time.Time
+}
+
+const (
+	batchCacheSize = 8
+	batchCacheFor  = time.Second
+)
 
 func (c *batchCache) get(id string) *batchRecord {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[id]
+	e, ok := c.m[id]
+	if !ok || time.Since(e.at) > batchCacheFor {
+		return nil
+	}
+	return e.b
 }
 
 func (c *batchCache) put(b *batchRecord) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]*batchRecord{}
+		c.m = map[string]cachedBatch{}
 	}
 	if _, ok := c.m[b.ID]; ok {
+		c.m[b.ID] = cachedBatch{b: b, at: time.Now()}
 		return
 	}
 	if len(c.order) >= batchCacheSize {
@@ -283,7 +324,7 @@ func (c *batchCache) put(b *batchRecord) {
 		c.order = c.order[1:]
 	}
 	c.order = append(c.order, b.ID)
-	c.m[b.ID] = b
+	c.m[b.ID] = cachedBatch{b: b, at: time.Now()}
 }
 
 // batch reads a batch record.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
@@ -49,25 +50,118 @@ type Instances struct {
 	kv    jetstream.KeyValue
 	js    jetstream.JetStream
 	cache batchCache
+	// retention says how long a final record is kept (nil: forever). Only
+	// the owner server writes records and sets it (SetRetention).
+	retention func(*Instance) time.Duration
 }
 
-// OpenInstances binds to (or creates) the bucket.
+// instanceMarkerTTL is how long the marker left by an expired record is
+// kept (it tells watchers the record is gone).
+const instanceMarkerTTL = time.Minute
+
+// OpenInstances binds to (or creates) the bucket, with per-message TTLs
+// allowed (a final record expires after its retention). A bucket made
+// before retention existed is updated to allow them.
 func OpenInstances(ctx context.Context, js jetstream.JetStream, replicas int) (*Instances, error) {
-	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketInstances, History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage})
+	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketInstances, History: 1, Replicas: max(replicas, 1),
+		Storage: jetstream.FileStorage, LimitMarkerTTL: instanceMarkerTTL})
 	if err != nil {
+		return nil, err
+	}
+	if err := allowMsgTTL(ctx, js, "KV_"+BucketInstances, instanceMarkerTTL); err != nil {
 		return nil, err
 	}
 	return &Instances{kv: kv, js: js}, nil
 }
 
+// allowMsgTTL turns on per-message TTLs (and expiry markers) on a stream
+// created without them.
+func allowMsgTTL(ctx context.Context, js jetstream.JetStream, stream string, marker time.Duration) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowMsgTTL {
+		return nil
+	}
+	cfg.AllowMsgTTL, cfg.SubjectDeleteMarkerTTL = true, marker
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("stream %s: allow per-message TTL: %w", stream, err)
+	}
+	return nil
+}
+
+// SetRetention sets how long final records are kept; every write of a
+// final record (and every batch record) carries it as its TTL. Called by
+// the owner server before it writes.
+func (s *Instances) SetRetention(fn func(*Instance) time.Duration) { s.retention = fn }
+
+// ttlOf is the TTL a write of in carries: its retention when it is final,
+// none otherwise (a record that is not final never expires).
+func (s *Instances) ttlOf(in *Instance) time.Duration {
+	if s.retention == nil || !in.State.Final() {
+		return 0
+	}
+	return ttlSeconds(s.retention(in))
+}
+
+// ttlSeconds rounds a TTL up to whole seconds (JetStream's unit), 0
+// staying 0.
+func ttlSeconds(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// pubOpts are the publish options of a write of in: its TTL, and the
+// revision its key must be at (nil: any).
+func (s *Instances) pubOpts(in *Instance, expect *uint64) []jetstream.PublishOpt {
+	var opts []jetstream.PublishOpt
+	if ttl := s.ttlOf(in); ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	if expect != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*expect))
+	}
+	return opts
+}
+
+func instanceSubject(id string) string { return "$KV." + BucketInstances + "." + id }
+
 // Create stores a new record; ErrExists when the id is taken.
 func (s *Instances) Create(ctx context.Context, in *Instance) (uint64, error) {
+	var none uint64
+	rev, err := s.publish(ctx, in, &none)
+	if errors.Is(err, ErrConflict) {
+		return 0, fmt.Errorf("%w: %w", ErrExists, err)
+	}
+	return rev, err
+}
+
+// publish writes in and waits for the acknowledgement; ErrConflict when
+// expect was given and the key is not at that revision.
+func (s *Instances) publish(ctx context.Context, in *Instance, expect *uint64) (uint64, error) {
 	b, err := msgpack.Marshal(in)
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Create(ctx, in.ID, b)
-	return rev, mapErr(err)
+	ack, err := s.js.Publish(ctx, instanceSubject(in.ID), b, s.pubOpts(in, expect)...)
+	if err != nil {
+		if isWrongLastSeq(err) {
+			return 0, fmt.Errorf("instance %s: %w", in.ID, ErrConflict)
+		}
+		return 0, mapErr(err)
+	}
+	return ack.Sequence, nil
+}
+
+// isWrongLastSeq reports a failed expected-revision check.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // CreateAsync starts storing a new record without waiting (hot path); the
@@ -77,17 +171,12 @@ func (s *Instances) CreateAsync(in *Instance) (jetstream.PubAckFuture, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.js.PublishAsync("$KV."+BucketInstances+"."+in.ID, b)
+	return s.js.PublishAsync(instanceSubject(in.ID), b, s.pubOpts(in, nil)...)
 }
 
-// Put overwrites a record (the owner's in-memory copy is authoritative).
+// Put writes a record and waits.
 func (s *Instances) Put(ctx context.Context, in *Instance) (uint64, error) {
-	b, err := msgpack.Marshal(in)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := s.kv.Put(ctx, in.ID, b)
-	return rev, mapErr(err)
+	return s.publish(ctx, in, nil)
 }
 
 // PutIfRevision writes the record only when its key is still at revision
@@ -95,15 +184,7 @@ func (s *Instances) Put(ctx context.Context, in *Instance) (uint64, error) {
 // of its own yet (one of a batch, read from its batch record). ErrConflict
 // when another write came first: the caller's copy is stale.
 func (s *Instances) PutIfRevision(ctx context.Context, in *Instance, rev uint64) (uint64, error) {
-	b, err := msgpack.Marshal(in)
-	if err != nil {
-		return 0, err
-	}
-	n, err := s.kv.Update(ctx, in.ID, b, rev)
-	if err = mapErr(err); errors.Is(err, ErrExists) {
-		err = fmt.Errorf("%w: %w", ErrConflict, err)
-	}
-	return n, err
+	return s.publish(ctx, in, &rev)
 }
 
 // PutAsync is Put without waiting.
@@ -154,23 +235,11 @@ func (s *Instances) Update(ctx context.Context, id string, fn func(*Instance) er
 			}
 			return nil, err
 		}
-		b, err := msgpack.Marshal(in)
-		if err != nil {
+		if _, err := s.PutIfRevision(ctx, in, rev); err != nil {
+			if errors.Is(err, ErrConflict) {
+				continue
+			}
 			return nil, err
-		}
-		if rev == 0 { // still in its batch record: the first write of its own key
-			_, err = s.kv.Create(ctx, id, b)
-		} else {
-			_, err = s.kv.Update(ctx, id, b, rev)
-		}
-		if err != nil {
-			if errors.Is(mapErr(err), ErrExists) {
-				continue
-			}
-			if errors.Is(mapErr(err), ErrConflict) {
-				continue
-			}
-			return nil, mapErr(err)
 		}
 		return in, nil
 	}

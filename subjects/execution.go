@@ -84,6 +84,10 @@ type JobSpec struct {
 	MaxWorkers  int    `msgpack:"max_workers"` // 0 means all allowed
 	Dispatch    string `msgpack:"dispatch"`    // "round_robin" (default) or "least_loaded"
 	LogMode     string `msgpack:"log_mode"`    // online, local, stdout, null
+	// RetentionMS overrides, for this job's instances, how long a final
+	// instance record is kept (0: the app's, else the server's default).
+	// Omitted when zero, so older peers' encodings are unchanged.
+	RetentionMS int64 `msgpack:"retention_ms,omitempty"`
 }
 
 // Validate checks what a worker relies on.
@@ -109,6 +113,9 @@ func (j *JobSpec) Validate() error {
 	}
 	if j.MaxInstances < 0 || j.MaxWorkers < 0 || j.TimeLimitMS < 0 {
 		errs = append(errs, errors.New("max_instances, max_workers, time_limit_ms: must not be negative"))
+	}
+	if err := ValidRetention(j.RetentionMS); err != nil {
+		errs = append(errs, fmt.Errorf("retention_ms: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -232,14 +232,14 @@ const (
 func sampleMapReduceSpec() subjects.JobSpec {
 	return subjects.JobSpec{JobID: "job-nightly", Name: "nightly report", ProcessorType: "go", Processor: "demo.report",
 		ExecuteType: subjects.ExecMapReduce, TimeType: subjects.TimeAPI, Params: "region=eu", MaxInstances: 1, Concurrency: 8,
-		TimeLimitMS: 600_000, TaskRetries: 2, MaxWorkers: 3, Dispatch: "least_loaded", LogMode: "online"}
+		TimeLimitMS: 600_000, TaskRetries: 2, MaxWorkers: 3, Dispatch: "least_loaded", LogMode: "online", RetentionMS: 604_800_000}
 }
 
 // sampleFixedRateSpec is a frequent JobSpec with every field set.
 func sampleFixedRateSpec() subjects.JobSpec {
 	return subjects.JobSpec{JobID: "job-poll", Name: "poll", ProcessorType: "go", Processor: "demo.poll",
 		ExecuteType: subjects.ExecStandalone, TimeType: subjects.TimeFixedRate, PeriodMS: 500, Params: "url=http://x", MaxInstances: 2,
-		Concurrency: 1, TimeLimitMS: 400, TaskRetries: 1, MaxWorkers: 1, Dispatch: "round_robin", LogMode: "local"}
+		Concurrency: 1, TimeLimitMS: 400, TaskRetries: 1, MaxWorkers: 1, Dispatch: "round_robin", LogMode: "local", RetentionMS: 3_600_000}
 }
 
 func sampleSelection() subjects.Selection {
@@ -261,7 +261,7 @@ func sampleJob() subjects.Job {
 	return subjects.Job{ID: "job-nightly", App: "demo", Name: "nightly report", Description: "sums yesterday's orders",
 		ProcessorType: "go", Processor: "demo.report", ExecuteType: subjects.ExecMapReduce, TimeType: subjects.TimeCron,
 		TimeExpression: "0 30 2 * * *", TimeZone: "Europe/Berlin", MisfirePolicy: subjects.MisfireSkip, Params: "region=eu",
-		MaxInstances: 1, Concurrency: 8, TimeLimitMS: 600_000, InstanceRetries: 1, TaskRetries: 2, MaxWorkers: 3, LogMode: "online",
+		MaxInstances: 1, Concurrency: 8, TimeLimitMS: 600_000, InstanceRetries: 1, TaskRetries: 2, MaxWorkers: 3, LogMode: "online", RetentionMS: 86_400_000,
 		Selection: sampleSelection(), StartMS: 1_735_689_600_000, EndMS: 1_767_225_600_000, Enabled: true, Revision: 12}
 }
 
@@ -508,9 +508,9 @@ func TestGoldenKeys(t *testing.T) {
 		t.Parallel()
 		st := asMap(t, readGolden(t, "start_tasks"))
 		// Every JobSpec key is written (period_ms is 0 here; run_instances
-		// pins a non-zero one).
+		// pins a non-zero one); retention_ms only when set, as here.
 		require.ElementsMatch(t, []string{"job_id", "name", "processor_type", "processor", "execute_type", "time_type", "period_ms", "params",
-			"max_instances", "concurrency", "time_limit_ms", "task_retries", "max_workers", "dispatch", "log_mode"}, mapKeys(st["job"].(map[string]any)))
+			"max_instances", "concurrency", "time_limit_ms", "task_retries", "max_workers", "dispatch", "log_mode", "retention_ms"}, mapKeys(st["job"].(map[string]any)))
 		task := st["tasks"].([]any)[0].(map[string]any)
 		require.ElementsMatch(t, []string{"id", "name", "payload", "attempt"}, mapKeys(task))
 		require.IsType(t, []byte{}, task["payload"], "payload is msgpack bin")
@@ -546,7 +546,7 @@ func TestGoldenKeys(t *testing.T) {
 		job := asMap(t, readGolden(t, "job_save"))["job"].(map[string]any)
 		require.ElementsMatch(t, []string{"id", "app", "name", "description", "processor_type", "processor", "execute_type", "time_type",
 			"time_expression", "time_zone", "misfire_policy", "params", "max_instances", "concurrency", "time_limit_ms", "instance_retries",
-			"task_retries", "max_workers", "log_mode", "selection", "start_ms", "end_ms", "enabled", "revision"}, mapKeys(job))
+			"task_retries", "max_workers", "log_mode", "retention_ms", "selection", "start_ms", "end_ms", "enabled", "revision"}, mapKeys(job))
 	})
 }
 

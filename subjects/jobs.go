@@ -3,6 +3,9 @@ package subjects
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Job verbs of the scheduler (jw.<app>.server.<serverId>.<verb>), addressed
@@ -50,6 +53,9 @@ type Job struct {
 	TaskRetries     int    `msgpack:"task_retries"`
 	MaxWorkers      int    `msgpack:"max_workers"`
 	LogMode         string `msgpack:"log_mode"`
+	// RetentionMS is how long this job's final instance records are kept
+	// (0: the app's setting, else the server's default).
+	RetentionMS int64 `msgpack:"retention_ms,omitempty"`
 
 	Selection Selection `msgpack:"selection"`
 
@@ -65,7 +71,8 @@ type Job struct {
 func (j *Job) Spec(periodMS int64) JobSpec {
 	return JobSpec{JobID: j.ID, Name: j.Name, ProcessorType: j.ProcessorType, Processor: j.Processor, ExecuteType: j.ExecuteType,
 		TimeType: j.TimeType, PeriodMS: periodMS, Params: j.Params, MaxInstances: j.MaxInstances, Concurrency: j.Concurrency,
-		TimeLimitMS: j.TimeLimitMS, TaskRetries: j.TaskRetries, MaxWorkers: j.MaxWorkers, LogMode: j.LogMode, Dispatch: ""}
+		TimeLimitMS: j.TimeLimitMS, TaskRetries: j.TaskRetries, MaxWorkers: j.MaxWorkers, LogMode: j.LogMode, Dispatch: "",
+		RetentionMS: j.RetentionMS}
 }
 
 // Validate checks what does not need the server's knowledge (cron syntax,
@@ -96,6 +103,9 @@ func (j *Job) Validate() error {
 	}
 	if j.MaxInstances < 0 || j.Concurrency < 0 || j.TimeLimitMS < 0 || j.InstanceRetries < 0 || j.TaskRetries < 0 || j.MaxWorkers < 0 {
 		errs = append(errs, errors.New("max_instances, concurrency, time_limit, instance_retries, task_retries, max_workers: must not be negative"))
+	}
+	if err := ValidRetention(j.RetentionMS); err != nil {
+		errs = append(errs, fmt.Errorf("instance_retention: %w", err))
 	}
 	if j.EndMS != 0 && j.EndMS <= j.StartMS {
 		errs = append(errs, errors.New("lifecycle: end must be after start"))
@@ -170,3 +180,40 @@ type JobRun struct {
 
 // Validate requires the ids.
 func (m *JobRun) Validate() error { return (&JobRef{App: m.App, ID: m.ID}).Validate() }
+
+// MinRetentionMS is the shortest retention of final instance records
+// (JetStream's per-message TTL counts whole seconds).
+const MinRetentionMS = 1000
+
+// ValidRetention checks a retention in ms: 0 (inherit) or at least
+// MinRetentionMS.
+func ValidRetention(ms int64) error {
+	if ms != 0 && ms < MinRetentionMS {
+		return fmt.Errorf("%dms is shorter than 1s (0 keeps the default)", ms)
+	}
+	return nil
+}
+
+// ParseRetention parses a retention as written in files and flags: a Go
+// duration ("36h", "90m") or whole days ("7d"); "0" keeps the default.
+func ParseRetention(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 36500 {
+			return 0, fmt.Errorf("%q is not a number of days (7d) or a duration (36h)", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, fmt.Errorf("%q is not a number of days (7d) or a duration (36h)", s)
+		}
+	}
+	ms := d.Milliseconds()
+	return ms, ValidRetention(ms)
+}

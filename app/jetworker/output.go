@@ -62,9 +62,10 @@ func whenJSON(ms int64) *string {
 }
 
 type appJSON struct {
-	ID        int64   `json:"id"`
-	Name      string  `json:"name"`
-	CreatedAt *string `json:"created_at"`
+	ID          int64   `json:"id"`
+	Name        string  `json:"name"`
+	CreatedAt   *string `json:"created_at"`
+	RetentionMS int64   `json:"instance_retention_ms"` // 0: the server's default
 }
 
 type workerJSON struct {

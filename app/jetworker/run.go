@@ -186,11 +186,19 @@ func natsCmd() *cobra.Command {
 
 func appCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "app", Short: "Manage apps"}
+	var retention string
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Register an app",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var ms int64
+			if retention != "" {
+				var err error
+				if ms, err = subjects.ParseRetention(retention); err != nil {
+					return usagef("--instance-retention: %v", err)
+				}
+			}
 			c, done, err := clientConn(cmd)
 			if err != nil {
 				return err
@@ -211,11 +219,49 @@ func appCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if ms != 0 {
+				if a, err = apps.SetRetention(cmd.Context(), a.Name, ms); err != nil {
+					return err
+				}
+			}
 			fmt.Printf("app %s created, id %d\n", a.Name, a.ID)
 			return nil
 		},
 	}
 	create.Flags().Bool("if-not-exists", false, "succeed when the app exists already")
+	create.Flags().StringVar(&retention, "instance-retention", "", "keep the app's finished instance records this long (7d, 36h; default: the server's, 7d)")
+	var setRetention string
+	set := &cobra.Command{
+		Use:   "set NAME --instance-retention D",
+		Short: "Change an app's settings",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("instance-retention") {
+				return usagef("nothing to set: give --instance-retention")
+			}
+			ms, err := subjects.ParseRetention(setRetention)
+			if err != nil {
+				return usagef("--instance-retention: %v", err)
+			}
+			c, done, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
+			if err != nil {
+				return err
+			}
+			a, err := apps.SetRetention(cmd.Context(), args[0], ms)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("app %s: instance retention %s\n", a.Name, retentionText(a.RetentionMS))
+			return nil
+		},
+	}
+	set.Flags().StringVar(&setRetention, "instance-retention", "", "keep the app's finished instance records this long (7d, 36h; 0 = the server's default); applies within 30 s")
+	cmd.AddCommand(set)
 	cmd.AddCommand(create, &cobra.Command{
 		Use:   "list",
 		Short: "List apps",
@@ -236,14 +282,14 @@ func appCmd() *cobra.Command {
 			if g.out.json() {
 				out := []appJSON{}
 				for _, a := range list {
-					out = append(out, appJSON{ID: a.ID, Name: a.Name, CreatedAt: whenJSON(a.CreatedMS)})
+					out = append(out, appJSON{ID: a.ID, Name: a.Name, CreatedAt: whenJSON(a.CreatedMS), RetentionMS: a.RetentionMS})
 				}
 				return writeJSON(os.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME")
+			fmt.Fprintln(tw, "ID\tNAME\tINSTANCE RETENTION")
 			for _, a := range list {
-				fmt.Fprintf(tw, "%d\t%s\n", a.ID, a.Name)
+				fmt.Fprintf(tw, "%d\t%s\t%s\n", a.ID, a.Name, retentionText(a.RetentionMS))
 			}
 			return tw.Flush()
 		},
@@ -418,4 +464,16 @@ func levelName(l subjects.LogLevel) string {
 		return "INFO"
 	}
 	return "DEBUG"
+}
+
+// retentionText prints a retention setting; 0 is the server's default.
+func retentionText(ms int64) string {
+	if ms == 0 {
+		return "default"
+	}
+	d := time.Duration(ms) * time.Millisecond
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }

@@ -49,6 +49,9 @@ type JobFile struct {
 	} `yaml:"lifecycle"`
 	LogMode string `yaml:"log_mode"`
 	Enabled *bool  `yaml:"enabled"` // default true
+	// InstanceRetention is how long this job's final instance records
+	// are kept ("7d", "36h"; empty: the app's, else the server's).
+	InstanceRetention string `yaml:"instance_retention"`
 }
 
 // JobFileError is a job file that cannot be used: a YAML syntax error,
@@ -222,6 +225,13 @@ func (f *JobFile) Job() (*subjects.Job, error) {
 			return nil, fmt.Errorf("time_limit: %q is not a duration (30s, 5m)", f.TimeLimit)
 		}
 		j.TimeLimitMS = d.Milliseconds()
+	}
+	if f.InstanceRetention != "" {
+		ms, err := subjects.ParseRetention(f.InstanceRetention)
+		if err != nil {
+			return nil, fmt.Errorf("instance_retention: %w", err)
+		}
+		j.RetentionMS = ms
 	}
 	for _, t := range []struct {
 		s   string

@@ -20,6 +20,8 @@ func TestParseJobFileErrors(t *testing.T) {
 		{"syntax", "name: x\n  processor: [\n", 2, ""},
 		{"bare period", "name: x\ntime_type: fixed_rate\ntime_expression: \"500\"\n", 0, `time_expression: "500" has no unit: write 500ms (or 500s)`},
 		{"bad lifecycle", "name: x\nlifecycle:\n  start: tomorrow\n", 0, `lifecycle.start: "tomorrow" is not an RFC 3339 time (2026-01-02T15:04:05Z)`},
+		{"bad retention", "name: x\ninstance_retention: a week\n", 0, `instance_retention: "a week" is not a number of days (7d) or a duration (36h)`},
+		{"short retention", "name: x\ninstance_retention: 10ms\n", 0, `instance_retention: 10ms is shorter than 1s`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -35,4 +37,7 @@ func TestParseJobFileErrors(t *testing.T) {
 	j, err := ParseJobFile("job.yaml", []byte("name: x\nprocessor: demo.hello\ntime_type: fixed_rate\ntime_expression: 500ms\n"))
 	require.NoError(t, err)
 	require.Equal(t, "500ms", j.TimeExpression)
+	j, err = ParseJobFile("job.yaml", []byte("name: x\nprocessor: demo.hello\ninstance_retention: 2d\n"))
+	require.NoError(t, err)
+	require.Equal(t, int64(2*24*3600*1000), j.RetentionMS)
 }

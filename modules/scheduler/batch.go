@@ -61,19 +61,74 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 		return nil, subjects.Errorf(subjects.CodeInternal, "create instances: %v", err)
 	}
 	byWorker := map[string][]dueItem{}
+	pins := batchPins{}
 	for i, rec := range recs {
 		reply.Results[i] = subjects.RunResult{InstanceID: rec.ID, TrackerWorker: rec.TrackerWorker}
 		switch {
 		case rec.State == subjects.InstanceWaitingDispatch:
 			t := s.inst.follow(&tracked{rec: rec})
 			go s.d.dispatch(s.ctx, t, false)
+			pins.add(rec, s.ret.of(rec))
 		case !rec.State.Final():
 			t := s.inst.follow(&tracked{rec: rec})
 			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowedOf[i], epoch: 1})
+			pins.add(rec, s.ret.of(rec))
 		}
 	}
 	s.d.deliver(ctx, byWorker)
+	pins.schedule(s.ctx, s.inst)
 	return reply, nil
+}
+
+// maxPinDelay bounds when an unchanged instance of a run-batch gets a
+// record of its own (and so how many pin timers are pending: one per batch
+// record for this long).
+const maxPinDelay = 5 * time.Minute
+
+// batchPins are the unfinished instances of one run-batch request, by
+// batch record (id → instances), and the shortest retention among them:
+// the batch records expire after it, so every instance still unchanged at
+// half of it is pinned (given a record of its own). Instances are named
+// by their batch and index, not held, so a pending pin costs a few bytes
+// per batch, not per instance.
+type batchPins struct {
+	batches map[string]int // batch id → instances (indexes 0..n-1)
+	minTTL  time.Duration
+}
+
+func (p *batchPins) add(rec *jetstream.Instance, ttl time.Duration) {
+	bid, i, ok := jetstream.SplitBatchID(rec.ID)
+	if !ok {
+		return
+	}
+	if p.batches == nil {
+		p.batches = map[string]int{}
+	}
+	p.batches[bid] = max(p.batches[bid], i+1)
+	if p.minTTL == 0 || ttl < p.minTTL {
+		p.minTTL = ttl
+	}
+}
+
+// schedule pins, after min(retention/2, maxPinDelay), every instance of
+// the batches that is still followed and has no record of its own.
+func (p *batchPins) schedule(ctx context.Context, it *instanceTracker) {
+	if len(p.batches) == 0 {
+		return
+	}
+	batches := p.batches
+	time.AfterFunc(min(p.minTTL/2, maxPinDelay), func() {
+		if ctx.Err() != nil {
+			return
+		}
+		for bid, n := range batches {
+			for i := range n {
+				if t, ok := it.lookup(jetstream.BatchInstanceID(bid, i)); ok {
+					it.pin(t)
+				}
+			}
+		}
+	})
 }
 
 // repeatedBatch answers a repeat of a keyed run-batch (the client retried

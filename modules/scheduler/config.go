@@ -23,6 +23,10 @@ type Config struct {
 	// DispatchTries is how many workers are tried (zero means 3).
 	DispatchTimeout time.Duration `yaml:"dispatch_timeout"`
 	DispatchTries   int           `yaml:"dispatch_tries"`
+	// InstanceRetention is how long a final instance record is kept when
+	// neither its job nor its app sets a retention (zero means 168h, seven
+	// days; at least 1s). Records of unfinished instances never expire.
+	InstanceRetention time.Duration `yaml:"instance_retention"`
 }
 
 func (c *Config) fill() {
@@ -43,5 +47,8 @@ func (c *Config) fill() {
 	}
 	if c.OverloadWait == 0 {
 		c.OverloadWait = time.Minute
+	}
+	if c.InstanceRetention == 0 {
+		c.InstanceRetention = DefaultRetention
 	}
 }

@@ -1,8 +1,11 @@
 package scheduler
 
 import (
+	"context"
 	"slices"
 	"time"
+
+	"github.com/jetworker/jetworker/jetstream"
 )
 
 // Test hooks for the external (scheduler_test) end-to-end tests: they need
@@ -36,3 +39,24 @@ func (s *Scheduler) LiveWorkers(app string) []string {
 
 // RunningOf counts the job's instances the scheduler follows as active.
 func (s *Scheduler) RunningOf(jobID string) int { return s.inst.runningOf(jobID) }
+
+// ForgetAppRetention drops the cached retention setting of app, as if its
+// refresh period had passed.
+func (s *Scheduler) ForgetAppRetention(app string) {
+	s.ret.mu.Lock()
+	delete(s.ret.m, app)
+	s.ret.mu.Unlock()
+}
+
+// StoredTTL is the Nats-TTL header of the instance's stored record.
+func (s *Scheduler) StoredTTL(ctx context.Context, id string) (string, error) {
+	st, err := s.srv.Conn().JS().Stream(ctx, "KV_"+jetstream.BucketInstances)
+	if err != nil {
+		return "", err
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+jetstream.BucketInstances+"."+id)
+	if err != nil {
+		return "", err
+	}
+	return m.Header.Get("Nats-TTL"), nil
+}

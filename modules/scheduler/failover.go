@@ -89,6 +89,9 @@ func (d *dispatcher) adopt(ctx context.Context, app string) {
 		if err != nil {
 			continue
 		}
+		// One of a run-batch with no record of its own: the previous owner's
+		// pin timer is gone with it, so write its record now.
+		d.inst.pin(t)
 		switch {
 		case rec.TrackerWorker == "" && rec.State == subjects.InstanceWaitingDispatch:
 			go d.dispatch(d.ctx, t, false)

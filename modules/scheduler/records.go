@@ -33,7 +33,7 @@ func (d *dispatcher) create(ctx context.Context, rec *jetstream.Instance) (*trac
 	if _, err := d.instances.Create(ctx, rec); err != nil {
 		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}
-	t := &tracked{rec: rec}
+	t := &tracked{rec: rec, own: true}
 	t = d.inst.follow(t)
 	return t, nil
 }

@@ -39,6 +39,7 @@ type Scheduler struct {
 	inst *instanceTracker // the only writer of instance records
 	d    *dispatcher      // gets instances to their trackers, fails them over
 	tr   *triggers        // cron, fixed rate and fixed delay of the owned apps
+	ret  *retention       // how long final records are kept
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -63,21 +64,28 @@ func (s *Scheduler) Instances() *jetstream.Instances { return s.instances }
 func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	s.log = srv.Logger().With("component", "scheduler", "server_id", srv.ID())
 	s.ttl = srv.Workers().TTL()
+	if s.cfg.InstanceRetention < time.Second {
+		return fmt.Errorf("scheduler.instance_retention: %s is shorter than 1s", s.cfg.InstanceRetention)
+	}
 	var err error
 	if s.instances, err = jetstream.OpenInstances(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		return err
 	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.ret = newRetention(rctx, s.cfg.InstanceRetention, srv.Apps(), s.log)
+	s.instances.SetRetention(s.ret.of)
 	s.inst = newInstanceTracker(s.instances, s.log, s.tr.finalized)
 	s.inst.owns = srv.Ownership().Owns
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
+		cancel()
 		return err
 	}
 	open := func(ctx context.Context) (njs.KeyWatcher, error) { return srv.Workers().Watch(ctx, "") }
 	w, err := open(context.Background())
 	if err != nil {
+		cancel()
 		return err
 	}
-	rctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = rctx, cancel
 	s.d.start(rctx, s.log, s.ttl, s.instances, s.inst)
 	s.tr.start(rctx, s.log, s.ttl, s.instances, s.jobs, s.inst)
@@ -102,6 +110,7 @@ func (s *Scheduler) Stop(context.Context) error {
 		s.tr.stop()
 		s.wg.Wait()
 		s.d.wg.Wait()
+		s.ret.wait()
 		s.cancel = nil
 	}
 	return nil

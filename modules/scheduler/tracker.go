@@ -36,6 +36,10 @@ type tracked struct {
 	// that revision (see instanceTracker.apply).
 	loaded bool
 	rev    uint64
+	// own says the instance has a record of its own in the store (false
+	// for one of a run-batch that has not changed since its creation: it
+	// is read from its batch record, which expires; see pin).
+	own bool
 }
 
 // snapshot copies the record.
@@ -145,7 +149,7 @@ func (it *instanceTracker) load(ctx context.Context, id string) (*tracked, error
 	if t, ok := it.active[id]; ok {
 		return t, nil
 	}
-	t := &tracked{rec: rec, loaded: true, rev: rev}
+	t := &tracked{rec: rec, loaded: true, rev: rev, own: rev != 0}
 	if !rec.State.Final() {
 		it.active[id] = t
 		it.running[rec.JobID]++
@@ -221,7 +225,7 @@ func (it *instanceTracker) apply(t *tracked, fn func(*jetstream.Instance) bool) 
 		return nil, err
 	}
 	wasFinal := t.rec.State.Final()
-	t.rec = &next
+	t.rec, t.own = &next, true
 	final := next.State.Final() && !wasFinal
 	if final {
 		it.mu.Lock()
@@ -290,6 +294,22 @@ func (d doneFuture) Ok() <-chan *njs.PubAck {
 }
 func (doneFuture) Err() <-chan error { return make(chan error) }
 func (doneFuture) Msg() *nats.Msg    { return nil }
+
+// pin writes the record of an instance that has none of its own yet (one
+// of a run-batch that has not changed since its creation) unchanged, so
+// that it outlives its batch record, which expires with the batch's
+// retention. The owner pins such instances well before that (see
+// handleRunBatch) and at adoption; a final or already written instance is
+// left alone.
+func (it *instanceTracker) pin(t *tracked) {
+	f, err := it.apply(t, func(r *jetstream.Instance) bool { return !t.own && !r.State.Final() })
+	if err == nil && f != nil {
+		err = waitAck(context.Background(), f)
+	}
+	if err != nil {
+		it.log.Warn("pin instance record", "instance_id", t.snapshot().ID, "err", err)
+	}
+}
 
 // update is apply that waits for the write to be acknowledged.
 func (it *instanceTracker) update(ctx context.Context, t *tracked, fn func(*jetstream.Instance) bool) error {
