@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ type batchRecord struct {
 	Selections []subjects.Selection `msgpack:"selections"`
 	WorkerSets [][]string           `msgpack:"worker_sets"`
 	Runs       []batchRun           `msgpack:"runs"`
+	// ExpectedMS is the runs' expected time (a run stores its own only
+	// when it differs); a run's tracker is left out when it is the first
+	// of its worker set. A batch record is ~45 bytes per run.
+	ExpectedMS int64 `msgpack:"expected_ms"`
 }
 
 // batchRun is one instance of a batch: the fields of Instance that vary,
@@ -69,10 +74,13 @@ func (b *batchRecord) instance(i int) (*Instance, error) {
 	}
 	in := &Instance{ID: BatchInstanceID(b.ID, i), App: b.App, ServerID: b.ServerID, Job: b.Jobs[r.Job], Params: r.Params,
 		Selection: b.Selections[r.Selection], InstanceRetries: r.InstanceRetries, State: r.State, TrackerWorker: r.TrackerWorker,
-		Result: r.Result, ExpectedMS: r.ExpectedMS, TriggerMS: r.TriggerMS, FinishedMS: r.FinishedMS, RunCount: r.RunCount, Epoch: r.Epoch}
+		Result: r.Result, ExpectedMS: cmp.Or(r.ExpectedMS, b.ExpectedMS), TriggerMS: r.TriggerMS, FinishedMS: r.FinishedMS, RunCount: r.RunCount, Epoch: r.Epoch}
 	in.JobID = in.Job.JobID
 	if r.Workers >= 0 {
 		in.Workers = slices.Clone(b.WorkerSets[r.Workers])
+		if in.TrackerWorker == "" && len(in.Workers) > 0 && r.State != subjects.InstanceWaitingDispatch && !r.State.Final() {
+			in.TrackerWorker = in.Workers[0]
+		}
 	}
 	return in, nil
 }
@@ -240,8 +248,18 @@ func (s *Instances) createBatch(recs []*Instance, id string) (jetstream.PubAckFu
 		r.Job, r.Selection = len(b.Jobs)-1, len(b.Selections)-1
 		r.Params, r.InstanceRetries, r.State, r.TrackerWorker, r.Result = in.Params, in.InstanceRetries, in.State, in.TrackerWorker, in.Result
 		r.ExpectedMS, r.TriggerMS, r.FinishedMS, r.RunCount, r.Epoch = in.ExpectedMS, in.TriggerMS, in.FinishedMS, in.RunCount, in.Epoch
+		if i == 0 {
+			b.ExpectedMS = in.ExpectedMS
+		}
+		if r.ExpectedMS == b.ExpectedMS {
+			r.ExpectedMS = 0
+		}
+		if r.Workers >= 0 && r.TrackerWorker != "" && r.TrackerWorker == b.WorkerSets[r.Workers][0] &&
+			r.State != subjects.InstanceWaitingDispatch && !r.State.Final() {
+			r.TrackerWorker = ""
+		}
 	}
-	data, err := msgpack.Marshal(b)
+	data, err := encodeCompact(b)
 	if err != nil {
 		return nil, err
 	}

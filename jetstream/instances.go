@@ -143,7 +143,7 @@ func (s *Instances) Create(ctx context.Context, in *Instance) (uint64, error) {
 // publish writes in and waits for the acknowledgement; ErrConflict when
 // expect was given and the key is not at that revision.
 func (s *Instances) publish(ctx context.Context, in *Instance, expect *uint64) (uint64, error) {
-	b, err := msgpack.Marshal(in)
+	b, err := encodeInstance(in)
 	if err != nil {
 		return 0, err
 	}
@@ -167,7 +167,7 @@ func isWrongLastSeq(err error) bool {
 // CreateAsync starts storing a new record without waiting (hot path); the
 // future reports the outcome.
 func (s *Instances) CreateAsync(in *Instance) (jetstream.PubAckFuture, error) {
-	b, err := msgpack.Marshal(in)
+	b, err := encodeInstance(in)
 	if err != nil {
 		return nil, err
 	}
@@ -209,14 +209,29 @@ func (s *Instances) Get(ctx context.Context, id string) (*Instance, uint64, erro
 	if err != nil {
 		return nil, 0, fmt.Errorf("instance %s: %w", id, mapErr(err))
 	}
-	in, err := decodeInstance(e.Value())
+	in, err := decodeInstance(id, e.Value())
 	return in, e.Revision(), err
 }
 
-func decodeInstance(b []byte) (*Instance, error) {
+// encodeInstance encodes a stored record: compact, and without its id,
+// which is its key (30 of a short instance's ~400 bytes).
+func encodeInstance(in *Instance) ([]byte, error) {
+	cp := *in
+	cp.ID = ""
+	return encodeCompact(&cp)
+}
+
+// DecodeInstance decodes a stored record of key id (for readers of the
+// bucket's raw entries, such as watchers).
+func DecodeInstance(id string, b []byte) (*Instance, error) { return decodeInstance(id, b) }
+
+func decodeInstance(id string, b []byte) (*Instance, error) {
 	var in Instance
 	if err := msgpack.Unmarshal(b, &in); err != nil {
-		return nil, fmt.Errorf("instance: corrupt entry: %w", err)
+		return nil, fmt.Errorf("instance %s: corrupt entry: %w", id, err)
+	}
+	if in.ID == "" { // stored records leave it out: it is the key
+		in.ID = id
 	}
 	return &in, nil
 }
@@ -286,7 +301,7 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 				continue
 			}
 			seen = true
-			in, err := decodeInstance(e.Value())
+			in, err := decodeInstance(e.Key(), e.Value())
 			if err != nil {
 				return err
 			}

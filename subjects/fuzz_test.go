@@ -30,6 +30,8 @@ func FuzzError(f *testing.F)          { fuzzDecoder[subjects.Error](f) }
 func FuzzRunInstance(f *testing.F)      { fuzzDecoder[subjects.RunInstance](f) }
 func FuzzRunReply(f *testing.F)         { fuzzDecoder[subjects.RunReply](f) }
 func FuzzStopInstance(f *testing.F)     { fuzzDecoder[subjects.StopInstance](f) }
+func FuzzActiveQuery(f *testing.F)      { fuzzDecoder[subjects.ActiveQuery](f) }
+func FuzzActivePage(f *testing.F)       { fuzzDecoder[subjects.ActivePage](f) }
 func FuzzAck(f *testing.F)              { fuzzDecoder[subjects.Ack](f) }
 func FuzzQueryInstance(f *testing.F)    { fuzzDecoder[subjects.QueryInstance](f) }
 func FuzzInstanceDetail(f *testing.F)   { fuzzDecoder[subjects.InstanceDetail](f) }

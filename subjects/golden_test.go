@@ -121,6 +121,13 @@ var goldenCases = []goldenCase{
 		return &subjects.StopInstance{InstanceID: sampleInstance, Reason: "stopped by alice"}
 	}},
 	{name: "ack", sample: func() subjects.Message { return &subjects.Ack{} }},
+	{name: "active_query", sample: func() subjects.Message {
+		return &subjects.ActiveQuery{App: "demo", JobID: "job-42", States: []subjects.InstanceState{subjects.InstanceRunning},
+			SinceMS: 1_763_760_000_000, UntilMS: 1_763_763_600_000, Offset: 50, Limit: 50}
+	}},
+	{name: "active_page", sample: func() subjects.Message {
+		return &subjects.ActivePage{Items: []subjects.ActiveItem{{InstanceID: sampleInstance, ExpectedMS: 1_763_760_000_000, State: subjects.InstanceRunning}}, Next: 100}
+	}},
 	{name: "query_instance", sample: func() subjects.Message {
 		return &subjects.QueryInstance{InstanceID: sampleInstance, Offset: 100, Limit: 50}
 	}},
@@ -449,6 +456,8 @@ func TestGoldenKeys(t *testing.T) {
 		"run_instance":      {"v", "server_id", "instance_id", "job", "instance_params", "workers", "resume", "epoch"},
 		"run_reply":         {"v", "worker_id", "already"},
 		"stop_instance":     {"v", "instance_id", "reason"},
+		"active_query":      {"v", "app", "job_id", "states", "since_ms", "until_ms", "offset", "limit"},
+		"active_page":       {"v", "items", "next"},
 		"ack":               {"v"},
 		"query_instance":    {"v", "instance_id", "offset", "limit"},
 		"instance_detail":   {"v", "instance_id", "worker_id", "state", "counts", "tasks", "recent"},

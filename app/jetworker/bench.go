@@ -242,6 +242,8 @@ func printAPIRound(w io.Writer, i int, lbl, bin string, r *bench.APIResult, ys *
 			ys.Messages, ys.Elapsed.Round(time.Millisecond), ys.PerSecond, r.PerSecond/ys.PerSecond)
 	}
 	fmt.Fprintf(w, "  cpu per instance (nats+server+workers): %s; submitter %.2fs\n", r.CPUPerInstance.Round(100*time.Nanosecond), r.SubmitterCPU)
+	fmt.Fprintf(w, "  stored: %.0f bytes per instance (records + index; index %.0f); first page of 50: app %s, job %s, succeeded %s\n",
+		r.StoreBytesPerInstance, float64(r.StoreIndexBytes)/float64(r.Instances), r.PageApp.Round(10*time.Microsecond), r.PageJob.Round(10*time.Microsecond), r.PageSucceeded.Round(10*time.Microsecond))
 	printProcs(w, r.Procs)
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/client"
 )
 
 // Shell completion (`jetworker completion bash|zsh|fish|powershell`)
@@ -63,12 +64,27 @@ func completeInstances(cmd *cobra.Command, args []string, toComplete string) ([]
 			return nil, err
 		}
 		defer done()
-		list, err := c.Instances(ctx, func(*jetstream.Instance) bool { return true })
-		var ids []string
-		for _, in := range list {
-			ids = append(ids, in.ID)
+		// The newest page of each app: completion must stay quick however
+		// many records are stored.
+		apps, err := jetstream.OpenApps(ctx, c.JS(), 1)
+		if err != nil {
+			return nil, err
 		}
-		return ids, err
+		list, err := apps.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, a := range list {
+			page, err := c.ListInstances(ctx, client.InstanceQuery{App: a.Name, Limit: 50})
+			if err != nil {
+				return ids, err
+			}
+			for _, in := range page.Instances {
+				ids = append(ids, in.ID)
+			}
+		}
+		return ids, nil
 	}, toComplete)
 }
 

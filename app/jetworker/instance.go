@@ -32,7 +32,7 @@ func newClient(cmd *cobra.Command) (*client.Client, func(), error) {
 
 func instanceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "instance", Short: "Run, show, stop and inspect job instances"}
-	cmd.AddCommand(instanceRunCmd(), instanceShowCmd(), instanceStopCmd(), instanceTasksCmd(), instanceListCmd(), instanceRetryCmd())
+	cmd.AddCommand(instanceRunCmd(), instanceShowCmd(), instanceStopCmd(), instanceTasksCmd(), instanceListCmd(), instanceCountsCmd(), instanceRetryCmd())
 	return cmd
 }
 

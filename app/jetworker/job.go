@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -213,16 +212,22 @@ func printJob(j *subjects.Job) {
 }
 
 func instanceListCmd() *cobra.Command {
-	var jobID, appName, state, since, until string
+	var jobID, appName, state, since, until, cursor string
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "list --job ID",
-		Short: "List instances of a job (or an app), newest expected time first",
+		Use:   "list --app APP | --job ID",
+		Short: "A page of an app's or a job's instances, newest first (by creation; by end with final --state)",
+		Long: `A page of an app's or a job's instances, newest first: by creation time, or
+by end time when --state names final states (succeeded, failed, stopped,
+canceled, final), or by expected time for unfinished ones (running, waiting),
+which the app's owner lists. A page costs what it lists, however many
+records are stored; when there are more, the next page's cursor is printed
+on stderr ("next page: --cursor C").`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if jobID == "" && appName == "" {
 				return usagef("--job or --app: required")
 			}
-			keepState, err := stateFilter(state)
+			states, err := stateList(state)
 			if err != nil {
 				return err
 			}
@@ -234,34 +239,36 @@ func instanceListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if limit < 1 || limit > subjects.MaxActivePage {
+				return usagef("--limit: %d is not in 1..%d", limit, subjects.MaxActivePage)
+			}
 			c, done, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			if appName != "" {
-				if err := requireApp(cmd.Context(), c.JS(), appName); err != nil {
-					return err
+			if appName == "" {
+				j, jerr := c.Job(cmd.Context(), "", jobID)
+				if jerr != nil || subjects.ValidToken(jobID) != nil {
+					return notFoundf(jerr, "job %s not found (list them with `jetworker job list --app APP`; a deleted job's instances: add --app)", jobID)
 				}
+				appName = j.App
 			}
-			list, err := c.Instances(cmd.Context(), func(in *jetstream.Instance) bool {
-				return (jobID == "" || in.JobID == jobID) && (appName == "" || in.App == appName) && keepState(in.State) &&
-					(from == 0 || in.ExpectedMS >= from) && (to == 0 || in.ExpectedMS < to)
-			})
+			if err := requireApp(cmd.Context(), c.JS(), appName); err != nil {
+				return err
+			}
+			page, err := c.ListInstances(cmd.Context(), client.InstanceQuery{App: appName, JobID: jobID, States: states,
+				SinceMS: from, UntilMS: to, Cursor: cursor, Limit: limit})
+			if errors.Is(err, client.ErrBadCursor) {
+				return usagef("--cursor: %q is not a cursor of this listing (use the one the previous page printed, with the same --app, --job and --state)", cursor)
+			}
 			if err != nil {
 				return err
 			}
-			if jobID != "" && len(list) == 0 {
-				// No instances: say so when the job does not exist either
-				// (a deleted job's instances are still listed).
-				if _, jerr := c.Job(cmd.Context(), appName, jobID); errors.Is(jerr, jetstream.ErrNotFound) || subjects.ValidToken(jobID) != nil {
-					return notFoundf(jerr, "job %s not found (list them with `jetworker job list --app APP`)", jobID)
-				}
+			if page.Next != "" {
+				fmt.Fprintf(os.Stderr, "next page: --cursor %s\n", page.Next)
 			}
-			sort.Slice(list, func(i, j int) bool { return list[i].ExpectedMS > list[j].ExpectedMS })
-			if limit > 0 && len(list) > limit {
-				list = list[:limit]
-			}
+			list := page.Instances
 			if g.out.json() {
 				out := []instanceJSON{}
 				for _, in := range list {
@@ -287,53 +294,89 @@ func instanceListCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&jobID, "job", "", "job id")
 	cmd.Flags().StringVar(&appName, "app", "", "app name")
-	cmd.Flags().IntVar(&limit, "limit", 50, "most rows (0 = all)")
+	cmd.Flags().IntVar(&limit, "limit", 50, "most rows (1..1000)")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "continue after the previous page (the cursor it printed)")
 	cmd.Flags().StringVar(&state, "state", "", "only these states, comma separated (running, succeeded, failed, stopped, canceled, waiting; final = any finished)")
-	cmd.Flags().StringVar(&since, "since", "", "only instances expected at or after this time (RFC 3339, or a duration ago such as 1h)")
-	cmd.Flags().StringVar(&until, "until", "", "only instances expected before this time (RFC 3339, or a duration ago)")
+	cmd.Flags().StringVar(&since, "since", "", "only instances at or after this time (RFC 3339, or a duration ago such as 1h)")
+	cmd.Flags().StringVar(&until, "until", "", "only instances before this time (RFC 3339, or a duration ago)")
 	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
 	return cmd
 }
 
-// stateFilter parses --state.
-func stateFilter(s string) (func(subjects.InstanceState) bool, error) {
-	if strings.TrimSpace(s) == "" {
-		return func(subjects.InstanceState) bool { return true }, nil
+func instanceCountsCmd() *cobra.Command {
+	var jobID, appName string
+	cmd := &cobra.Command{
+		Use:   "counts --app APP [--job ID]",
+		Short: "Instance counts by state of an app or a job (created, ended in each state, unfinished), since its index began",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if appName == "" {
+				return usagef("--app: required")
+			}
+			c, done, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := requireApp(cmd.Context(), c.JS(), appName); err != nil {
+				return err
+			}
+			n, err := c.InstanceCounts(cmd.Context(), appName, jobID)
+			if err != nil {
+				return err
+			}
+			if g.out.json() {
+				out := stateCountsJSON{Created: n.Created, Unfinished: n.Unfinished, Ended: map[string]uint64{}}
+				for s, v := range n.Ended {
+					out.Ended[strings.ToLower(s.String())] = v
+				}
+				return writeJSON(os.Stdout, out)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "created\t%d\nunfinished\t%d\n", n.Created, n.Unfinished)
+			for _, s := range subjects.FinalStates {
+				fmt.Fprintf(tw, "%s\t%d\n", strings.ToLower(s.String()), n.Ended[s])
+			}
+			return tw.Flush()
+		},
 	}
-	var keep []func(subjects.InstanceState) bool
+	cmd.Flags().StringVar(&appName, "app", "", "app name")
+	cmd.Flags().StringVar(&jobID, "job", "", "job id (default: the whole app)")
+	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
+	return cmd
+}
+
+// stateCountsJSON is `instance counts -o json`.
+type stateCountsJSON struct {
+	Created    uint64            `json:"created"`
+	Unfinished uint64            `json:"unfinished"`
+	Ended      map[string]uint64 `json:"ended"`
+}
+
+// stateList parses --state into states.
+func stateList(s string) ([]subjects.InstanceState, error) {
+	var out []subjects.InstanceState
 	for _, w := range splitList(strings.ToLower(s)) {
-		var f func(subjects.InstanceState) bool
-		is := func(want ...subjects.InstanceState) func(subjects.InstanceState) bool {
-			return func(st subjects.InstanceState) bool { return slices.Contains(want, st) }
-		}
 		switch w {
 		case "running":
-			f = is(subjects.InstanceRunning)
+			out = append(out, subjects.InstanceRunning)
 		case "waiting":
-			f = is(subjects.InstanceWaitingDispatch, subjects.InstanceWaitingWorker)
+			out = append(out, subjects.InstanceWaitingDispatch, subjects.InstanceWaitingWorker)
 		case "succeeded":
-			f = is(subjects.InstanceSucceeded)
+			out = append(out, subjects.InstanceSucceeded)
 		case "failed":
-			f = is(subjects.InstanceFailed)
+			out = append(out, subjects.InstanceFailed)
 		case "stopped":
-			f = is(subjects.InstanceStopped)
+			out = append(out, subjects.InstanceStopped)
 		case "canceled", "cancelled":
-			f = is(subjects.InstanceCanceled)
+			out = append(out, subjects.InstanceCanceled)
 		case "final":
-			f = subjects.InstanceState.Final
+			out = append(out, subjects.FinalStates...)
 		default:
 			return nil, usagef("--state: %q is not running, waiting, succeeded, failed, stopped, canceled or final", w)
 		}
-		keep = append(keep, f)
 	}
-	return func(st subjects.InstanceState) bool {
-		for _, f := range keep {
-			if f(st) {
-				return true
-			}
-		}
-		return false
-	}, nil
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // timeFlag parses an RFC 3339 time or a duration ago into Unix ms (0

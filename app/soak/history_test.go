@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vmihailenco/msgpack/v5"
 
 	jwjs "github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/subjects"
@@ -48,13 +47,13 @@ func watchHistory(ctx context.Context, js jetstream.JetStream) (*history, error)
 			if e == nil || e.Operation() != jetstream.KeyValuePut || strings.HasPrefix(e.Key(), "batch.") {
 				continue // nil marks the end of the initial values
 			}
-			var in jwjs.Instance
-			if err := msgpack.Unmarshal(e.Value(), &in); err != nil {
+			in, err := jwjs.DecodeInstance(e.Key(), e.Value())
+			if err != nil {
 				continue
 			}
 			h.mu.Lock()
 			h.steps[in.ID] = append(h.steps[in.ID], step{state: in.State, runCount: in.RunCount, note: in.Note})
-			h.records[in.ID] = &in
+			h.records[in.ID] = in
 			h.mu.Unlock()
 		}
 	}()

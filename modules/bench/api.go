@@ -64,7 +64,17 @@ type APIResult struct {
 	NotSucceeded   int           `json:"not_succeeded"`
 	Procs          []ProcStats   `json:"procs"`
 	CPUPerInstance time.Duration `json:"cpu_per_instance_ns"` // all processes but the submitter
-	SubmitterCPU   float64       `json:"submitter_cpu_seconds"` // this process: submits and the watch
+	// StoreBytes is what the instance bucket and the index stream hold
+	// after the run (JetStream's own count, headers and subjects
+	// included), and StoreBytesPerInstance that per instance.
+	StoreBytes            uint64  `json:"store_bytes"`
+	StoreIndexBytes       uint64  `json:"store_index_bytes"` // of StoreBytes
+	StoreBytesPerInstance float64 `json:"store_bytes_per_instance"`
+	// Pages are the times to read the first page of 50, newest first, of
+	// the app, of the job and of the app's SUCCEEDED instances, with
+	// everything the run created stored (one read each, after the run).
+	PageApp, PageJob, PageSucceeded time.Duration
+	SubmitterCPU                    float64 `json:"submitter_cpu_seconds"` // this process: submits and the watch
 }
 
 // RunAPI submits cfg.Instances no-op standalone runs to the cluster's app
@@ -124,13 +134,66 @@ func RunAPI(ctx context.Context, c *Cluster, cfg APIConfig) (*APIResult, error) 
 		cpu += p.CPUSeconds
 	}
 	res.CPUPerInstance = time.Duration(cpu / float64(cfg.Instances) * float64(time.Second))
+	if err := measureStore(ctx, js, cl, c.cfg.App, res); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// benchJob is the job id the benchmark's runs carry (so the job's index
+// chain is measured too).
+const benchJob = "bench-noop"
+
+// measureStore reads the stored size and times first pages.
+func measureStore(ctx context.Context, js njs.JetStream, cl *client.Client, app string, res *APIResult) error {
+	indexed := true
+	for _, name := range []string{"KV_" + jetstream.BucketInstances, jetstream.StreamIndex} {
+		st, err := js.Stream(ctx, name)
+		if name == jetstream.StreamIndex && errors.Is(err, njs.ErrStreamNotFound) {
+			indexed = false // a binary from before the index (--compare)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		res.StoreBytes += info.State.Bytes
+		if name == jetstream.StreamIndex {
+			res.StoreIndexBytes = info.State.Bytes
+		}
+	}
+	res.StoreBytesPerInstance = float64(res.StoreBytes) / float64(res.Instances)
+	if !indexed {
+		return nil
+	}
+	for _, m := range []struct {
+		q   client.InstanceQuery
+		out *time.Duration
+	}{
+		{client.InstanceQuery{App: app, Limit: 50}, &res.PageApp},
+		{client.InstanceQuery{App: app, JobID: benchJob, Limit: 50}, &res.PageJob},
+		{client.InstanceQuery{App: app, States: []subjects.InstanceState{subjects.InstanceSucceeded}, Limit: 50}, &res.PageSucceeded},
+	} {
+		t0 := time.Now()
+		p, err := cl.ListInstances(ctx, m.q)
+		if err != nil {
+			return fmt.Errorf("first page: %w", err)
+		}
+		*m.out = time.Since(t0)
+		if len(p.Instances) != min(50, res.Instances) {
+			return fmt.Errorf("first page of %+v has %d instances, want %d", m.q, len(p.Instances), min(50, res.Instances))
+		}
+	}
+	return nil
 }
 
 // submit sends the runs in chunks of cfg.Batch from cfg.Submitters
 // goroutines and returns each request's latency.
 func submit(ctx context.Context, cl *client.Client, app string, cfg APIConfig) ([]time.Duration, error) {
-	job := subjects.JobSpec{Processor: cfg.Processor, ExecuteType: subjects.ExecStandalone}
+	job := subjects.JobSpec{JobID: benchJob, Processor: cfg.Processor, ExecuteType: subjects.ExecStandalone}
 	chunks := make(chan int, cfg.Instances/cfg.Batch+1)
 	for left := cfg.Instances; left > 0; left -= cfg.Batch {
 		chunks <- min(cfg.Batch, left)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,9 @@ type Client struct {
 	instances *jetstream.Instances
 	timeout   time.Duration // one try of a request that may be repeated
 	failover  time.Duration // how long such a request keeps being asked again
+
+	idxMu sync.Mutex
+	idx   *jetstream.Index // bound on first use
 }
 
 // New builds a client over an open connection.

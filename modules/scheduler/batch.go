@@ -60,6 +60,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 	if err != nil {
 		return nil, subjects.Errorf(subjects.CodeInternal, "create instances: %v", err)
 	}
+	s.ix.created(recs...)
 	byWorker := map[string][]dueItem{}
 	pins := batchPins{}
 	for i, rec := range recs {

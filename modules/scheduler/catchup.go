@@ -95,7 +95,7 @@ func (at *appTriggers) createMissed(js *jobState, t time.Time, note string) {
 	j := js.job
 	rec := &jetstream.Instance{ID: fireID(j.ID, t), App: j.App, JobID: j.ID, Job: j.Spec(0), Params: j.Params,
 		State: subjects.InstanceCanceled, ServerID: at.s.srv.ID(), ExpectedMS: t.UnixMilli(), FinishedMS: at.s.clock.Now().UnixMilli(), Note: note}
-	if _, err := at.s.instances.Create(at.ctx, rec); err != nil && !errors.Is(err, jetstream.ErrExists) {
+	if err := at.s.d.record(at.ctx, rec); err != nil && !errors.Is(err, jetstream.ErrExists) {
 		at.s.log.Error("record missed fire", "job_id", j.ID, "err", err)
 	}
 }

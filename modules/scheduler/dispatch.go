@@ -34,6 +34,7 @@ type dispatcher struct {
 	ttl       time.Duration
 	instances *jetstream.Instances
 	inst      *instanceTracker // the only writer of instance records
+	ix        *indexer         // the instance index chains
 	ctx       context.Context  // the scheduler's run context
 
 	mu          sync.Mutex

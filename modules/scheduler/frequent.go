@@ -59,7 +59,7 @@ func (tr *triggers) prepare(ctx context.Context, j *subjects.Job, id string, exp
 		}
 		rec.State, rec.FinishedMS, rec.ServerID = subjects.InstanceCanceled, time.Now().UnixMilli(), tr.srv.ID()
 		rec.Note = fmt.Sprintf("skipped: %d instances of the job running, max_instances %d", n, j.MaxInstances)
-		if _, err := tr.instances.Create(ctx, rec); err != nil {
+		if err := tr.d.record(ctx, rec); err != nil {
 			return nil, nil, err
 		}
 		return nil, rec, nil

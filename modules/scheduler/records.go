@@ -33,9 +33,21 @@ func (d *dispatcher) create(ctx context.Context, rec *jetstream.Instance) (*trac
 	if _, err := d.instances.Create(ctx, rec); err != nil {
 		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}
+	d.ix.created(rec)
 	t := &tracked{rec: rec, own: true}
 	t = d.inst.follow(t)
 	return t, nil
+}
+
+// record stores an instance that is final at its creation (a skipped or
+// missed fire) and indexes it; ErrExists when its id is taken (the fire
+// was recorded already).
+func (d *dispatcher) record(ctx context.Context, rec *jetstream.Instance) error {
+	if _, err := d.instances.Create(ctx, rec); err != nil {
+		return err
+	}
+	d.ix.created(rec)
+	return nil
 }
 
 // update and apply move an instance record on through the instance

@@ -40,6 +40,7 @@ type Scheduler struct {
 	d    *dispatcher      // gets instances to their trackers, fails them over
 	tr   *triggers        // cron, fixed rate and fixed delay of the owned apps
 	ret  *retention       // how long final records are kept
+	ix   *indexer         // the instance index chains (pages, counts)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -74,7 +75,17 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	s.ret = newRetention(rctx, s.cfg.InstanceRetention, srv.Apps(), s.log)
 	s.instances.SetRetention(s.ret.of)
-	s.inst = newInstanceTracker(s.instances, s.log, s.tr.finalized)
+	idx, err := jetstream.OpenIndex(ctx, srv.Conn().NC(), srv.Conn().JS(), srv.Config().Replicas)
+	if err != nil {
+		cancel()
+		return err
+	}
+	s.ix = newIndexer(idx, s.ret, s.log)
+	s.d.ix = s.ix
+	s.inst = newInstanceTracker(s.instances, s.log, func(rec *jetstream.Instance) {
+		s.ix.ended(rec)
+		s.tr.finalized(rec)
+	})
 	s.inst.owns = srv.Ownership().Owns
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		cancel()
@@ -87,6 +98,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 		return err
 	}
 	s.ctx, s.cancel = rctx, cancel
+	s.ix.start(rctx)
 	s.d.start(rctx, s.log, s.ttl, s.instances, s.inst)
 	s.tr.start(rctx, s.log, s.ttl, s.instances, s.jobs, s.inst)
 	renew := s.d.watchConnection(srv.Conn().NC())
@@ -111,6 +123,7 @@ func (s *Scheduler) Stop(context.Context) error {
 		s.wg.Wait()
 		s.d.wg.Wait()
 		s.ret.wait()
+		s.ix.wait()
 		s.cancel = nil
 	}
 	return nil
@@ -133,6 +146,7 @@ func (s *Scheduler) Endpoints() []server.Endpoint {
 		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: handler.Typed(s.handleJobEnable)},
 		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: handler.Typed(s.handleJobRun)},
 		{Name: "instance-retry", Subject: subjects.ServerVerb("*", id, subjects.VerbInstRetry), Queue: id, Handler: handler.Typed(s.handleRetry)},
+		{Name: "instance-active", Subject: subjects.ServerVerb("*", id, subjects.VerbInstActive), Queue: id, Handler: handler.Typed(s.handleActive), Concurrency: 4},
 	}
 }
 
@@ -297,7 +311,10 @@ func (s *Scheduler) StopInstance(ctx context.Context, t *tracked, reason string)
 func (s *Scheduler) Acquired(app string) { s.tr.acquired(app) }
 
 // Lost stops the app's triggers (ownership hook).
-func (s *Scheduler) Lost(app string) { s.tr.lost(app) }
+func (s *Scheduler) Lost(app string) {
+	s.tr.lost(app)
+	s.ix.forget(app)
+}
 
 func orDefault(s, d string) string {
 	if s == "" {

@@ -43,6 +43,7 @@ type triggers struct {
 // dispatchAPI is what the triggers need of the dispatcher.
 type dispatchAPI interface {
 	create(ctx context.Context, rec *jetstream.Instance) (*tracked, error)
+	record(ctx context.Context, rec *jetstream.Instance) error
 	get(ctx context.Context, id string) (*tracked, error)
 	dispatch(ctx context.Context, t *tracked, resume bool) bool
 	apply(t *tracked, fn func(*jetstream.Instance) bool) (njs.PubAckFuture, error)
