@@ -128,7 +128,9 @@ func TestReadmeTour(t *testing.T) {
 	}
 }
 
-var placeholder = regexp.MustCompile(`\b[A-Z][A-Z_]*_ID\b`)
+// placeholder matches the README's placeholders: ids (INSTANCE_ID,
+// JOB_ID) and a page cursor (CURSOR).
+var placeholder = regexp.MustCompile(`\b(?:[A-Z][A-Z_]*_ID|CURSOR)\b`)
 
 // tourCommand rewrites a README line for this test: the built binary with
 // --nats, the default URL replaced by dev's, placeholders by captured ids.
