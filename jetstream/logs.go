@@ -51,6 +51,35 @@ func OpenLogs(ctx context.Context, js jetstream.JetStream, lim LogLimits, replic
 	return &Logs{js: js, stream: s}, nil
 }
 
+// readStored delivers the stored batches with one message get each (the
+// next one on the instance's subject after the last): no consumer is
+// created, so any number of readers at once costs the server nothing to
+// keep (a burst of 2,000 reads with consumers hit the server's consumer
+// limit in the chaos soak).
+func (l *Logs) readStored(ctx context.Context, instanceID, filter string, fn func(*subjects.LogBatch) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+	}
+	for seq := uint64(1); ; {
+		m, err := l.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read logs %s: %w", instanceID, err)
+		}
+		var b subjects.LogBatch
+		if err := subjects.Unmarshal(m.Data, &b); err == nil {
+			if err := fn(&b); err != nil {
+				return err
+			}
+		}
+		seq = m.Sequence + 1
+	}
+}
+
 // Read calls fn with each log batch of instanceID in order. With follow it
 // keeps waiting for new batches until ctx ends; without, it returns once it
 // has delivered what is stored now.
@@ -61,6 +90,9 @@ func (l *Logs) Read(ctx context.Context, instanceID string, follow bool, fn func
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	filter := subjects.LogsSubject("*", instanceID)
+	if !follow {
+		return l.readStored(ctx, instanceID, filter, fn)
+	}
 	// A short inactivity threshold: the server removes the consumer soon
 	// after the read ends (the default keeps it for minutes, and many
 	// reads in a row hit the consumer limit).

@@ -63,8 +63,12 @@ func (f *benchFlags) binaries() ([]string, error) {
 
 // cluster starts a fresh cluster for round i.
 func (f *benchFlags) cluster(cmd *cobra.Command, root string, i int, bin string, workerEnv []string) (*bench.Cluster, error) {
+	return f.clusterEnv(cmd, root, i, bin, workerEnv, nil)
+}
+
+func (f *benchFlags) clusterEnv(cmd *cobra.Command, root string, i int, bin string, workerEnv, serverEnv []string) (*bench.Cluster, error) {
 	dir := filepath.Join(root, fmt.Sprintf("round-%d", i+1))
-	cfg := bench.ClusterConfig{Bin: bin, Dir: dir, Workers: f.workers, WorkerEnv: workerEnv}
+	cfg := bench.ClusterConfig{Bin: bin, Dir: dir, Workers: f.workers, WorkerEnv: workerEnv, ServerEnv: serverEnv}
 	if f.profileDir != "" {
 		cfg.ProfileDir = filepath.Join(f.profileDir, fmt.Sprintf("round-%d-%s", i+1, label(f, i)))
 		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
@@ -93,7 +97,7 @@ one) runs as separate processes — jetworker nats, server and workers — on
 loopback, and this process submits over TCP. Each round starts a fresh
 cluster. --compare B alternates rounds of --bin and B and prints B/A.`,
 	}
-	cmd.AddCommand(benchAPICmd(), benchMapReduceCmd())
+	cmd.AddCommand(benchAPICmd(), benchMapReduceCmd(), benchRetentionCmd())
 	return cmd
 }
 
@@ -287,4 +291,46 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func benchRetentionCmd() *cobra.Command {
+	var f benchFlags
+	var cfg bench.SteadyConfig
+	var retention time.Duration
+	cmd := &cobra.Command{
+		Use:   "retention",
+		Short: "No-op runs at a steady rate with a short retention: the store should grow for one retention period, then stay flat",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bins, err := f.binaries()
+			if err != nil {
+				return err
+			}
+			root, err := os.MkdirTemp("", "jetworker-bench-")
+			if err != nil {
+				return err
+			}
+			defer cleanup(&f, root)
+			c, err := f.clusterEnv(cmd, root, 0, bins[0], []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"},
+				[]string{"JETWORKER_SCHEDULER_INSTANCE_RETENTION=" + retention.String()})
+			if err != nil {
+				return err
+			}
+			defer c.Stop()
+			fmt.Printf("%d instances/s for %s, retention %s\n", cfg.Rate, cfg.Duration, retention)
+			fmt.Println("AT\tSUBMITTED\tRECORDS\tRECORD MiB\tINDEX MiB\tNATS RSS MiB\tSUBMIT FAILURES")
+			_, err = bench.RunSteady(cmd.Context(), c, cfg, func(s bench.StoreSample) {
+				fmt.Printf("%s\t%d\t%d\t%.1f\t%.1f\t%.0f\t%d\n", s.At.Round(time.Second), s.Submitted, s.RecordMsgs,
+					float64(s.RecordBytes)/(1<<20), float64(s.IndexBytes)/(1<<20), s.NATSRSSMiB, s.SubmitFailures)
+			})
+			return err
+		},
+	}
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&cfg.Rate, "rate", 5000, "instances per second")
+	fl.DurationVar(&cfg.Duration, "duration", 10*time.Minute, "how long to submit")
+	fl.DurationVar(&cfg.Every, "every", 30*time.Second, "sampling period")
+	fl.DurationVar(&retention, "retention", time.Minute, "the server's instance retention")
+	return cmd
 }

@@ -129,13 +129,14 @@ func (c *checker) checkCron(ctx context.Context, w *workload) {
 	if len(log) < 2 {
 		return
 	}
-	// near: a change within the fire lead and the second itself, or
+	// near: a change in flight (sent, not yet acknowledged: it applies
+	// somewhere in between) within the fire lead and the second itself, or
 	// the state is unknown (a change failed), so the second is not checked.
 	enabledAt := func(sec int64) (enabled, near bool) {
 		t := time.Unix(sec, 0)
 		unknown := false
 		for _, ev := range log {
-			if ev.at.After(t.Add(-1500*time.Millisecond)) && ev.at.Before(t.Add(time.Second)) {
+			if ev.done.After(t.Add(-1500*time.Millisecond)) && ev.at.Before(t.Add(time.Second)) {
 				near = true
 			}
 			if !ev.at.After(t) {

@@ -20,7 +20,11 @@ const (
 // jobEvent is a change the workload made to a scheduled job, on the
 // test's clock.
 type jobEvent struct {
-	at      time.Time
+	at time.Time
+	// done is when the change was acknowledged: it took effect somewhere
+	// between at and done (a request to a paused owner is answered by
+	// the next owner seconds later).
+	done    time.Time
 	enabled bool // the state after the change
 	edit    bool
 	unknown bool // a change failed: it may or may not have been applied
@@ -223,6 +227,7 @@ func (w *workload) changeCron(ctx context.Context) {
 		job.Params = fmt.Sprintf("edit-%d", time.Now().UnixMilli())
 		saved, err = w.c.SaveJob(ctx, &job)
 	}
+	ev.done = time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if saved != nil {
@@ -232,7 +237,7 @@ func (w *workload) changeCron(ctx context.Context) {
 	// (seconds are not checked) until the next change succeeds. The next
 	// change enables the job, so it ends in a known state.
 	if err != nil {
-		w.cronLog = append(w.cronLog, jobEvent{at: ev.at, unknown: true})
+		w.cronLog = append(w.cronLog, jobEvent{at: ev.at, done: ev.done, unknown: true})
 		w.cronOn = false
 		return
 	}
@@ -254,7 +259,7 @@ func (w *workload) stopJobs(ctx context.Context) {
 		}
 	}
 	w.mu.Lock()
-	w.cronLog = append(w.cronLog, jobEvent{at: time.Now(), enabled: false})
+	w.cronLog = append(w.cronLog, jobEvent{at: time.Now(), done: time.Now(), enabled: false})
 	w.cronOn = false
 	w.mu.Unlock()
 }
