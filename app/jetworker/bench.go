@@ -61,24 +61,44 @@ func (f *benchFlags) binaries() ([]string, error) {
 	return out, nil
 }
 
-// cluster starts a fresh cluster for round i.
-func (f *benchFlags) cluster(cmd *cobra.Command, root string, i int, bin string, workerEnv []string) (*bench.Cluster, error) {
-	return f.clusterEnv(cmd, root, i, bin, workerEnv, nil)
-}
-
-func (f *benchFlags) clusterEnv(cmd *cobra.Command, root string, i int, bin string, workerEnv, serverEnv []string) (*bench.Cluster, error) {
-	dir := filepath.Join(root, fmt.Sprintf("round-%d", i+1))
-	cfg := bench.ClusterConfig{Bin: bin, Dir: dir, Workers: f.workers, WorkerEnv: workerEnv, ServerEnv: serverEnv}
-	if f.profileDir != "" {
-		cfg.ProfileDir = filepath.Join(f.profileDir, fmt.Sprintf("round-%d-%s", i+1, label(f, i)))
-		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
-			return nil, err
+// eachRound runs fn once per round, each on a fresh cluster of that
+// round's binary (in a temporary directory, removed unless --keep).
+func (f *benchFlags) eachRound(cmd *cobra.Command, workerEnv, serverEnv []string, fn func(i int, bin string, c *bench.Cluster) error) error {
+	bins, err := f.binaries()
+	if err != nil {
+		return err
+	}
+	root, err := os.MkdirTemp("", "jetworker-bench-")
+	if err != nil {
+		return err
+	}
+	failed := false
+	defer func() { cleanup(f.keep || failed, root) }()
+	for i, bin := range bins {
+		dir := filepath.Join(root, fmt.Sprintf("round-%d", i+1))
+		cfg := bench.ClusterConfig{Bin: bin, Dir: dir, Workers: f.workers, WorkerEnv: workerEnv, ServerEnv: serverEnv}
+		if f.profileDir != "" {
+			cfg.ProfileDir = filepath.Join(f.profileDir, fmt.Sprintf("round-%d-%s", i+1, label(f, i)))
+			if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+				return err
+			}
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		c, err := bench.StartCluster(cmd.Context(), cfg)
+		if err != nil {
+			failed = true
+			return fmt.Errorf("%w (logs in %s)", err, dir)
+		}
+		err = fn(i, bin, c)
+		c.Stop()
+		if err != nil {
+			failed = true // the logs are named in the error: keep them
+			return fmt.Errorf("round %d (%s): %w (logs in %s)", i+1, bin, err, c.LogDir())
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return bench.StartCluster(cmd.Context(), cfg)
+	return nil
 }
 
 func label(f *benchFlags, i int) string {
@@ -110,43 +130,33 @@ func benchAPICmd() *cobra.Command {
 		Short: "API throughput: no-op standalone runs, first submit to the last SUCCEEDED record stored, beside a raw JetStream work queue",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bins, err := f.binaries()
-			if err != nil {
-				return err
-			}
-			root, err := os.MkdirTemp("", "jetworker-bench-")
-			if err != nil {
-				return err
-			}
-			defer cleanup(&f, root)
 			// The per-worker limit on light instances, not the engine,
 			// should not be what this measures (the in-process benchmark
 			// sets the same).
 			env := []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"}
 			var results []*bench.APIResult
 			var rounds []benchRoundJSON
-			for i, bin := range bins {
-				c, err := f.cluster(cmd, root, i, bin, env)
+			err := f.eachRound(cmd, env, nil, func(i int, bin string, c *bench.Cluster) error {
+				var ys *bench.YardstickResult
+				var err error
+				if yardstick {
+					if ys, err = bench.RunYardstick(cmd.Context(), c, max(cfg.Instances, 1), 300); err != nil {
+						return err
+					}
+				}
+				res, err := bench.RunAPI(cmd.Context(), c, cfg)
 				if err != nil {
 					return err
-				}
-				var ys *bench.YardstickResult
-				if yardstick {
-					ys, err = bench.RunYardstick(cmd.Context(), c, max(cfg.Instances, 1), 300)
-				}
-				var res *bench.APIResult
-				if err == nil {
-					res, err = bench.RunAPI(cmd.Context(), c, cfg)
-				}
-				c.Stop()
-				if err != nil {
-					return fmt.Errorf("round %d (%s): %w (logs in %s)", i+1, bin, err, c.LogDir())
 				}
 				results = append(results, res)
 				rounds = append(rounds, benchRoundJSON{Round: i + 1, Label: label(&f, i), Binary: bin, APIResult: res, Yardstick: ys})
 				if !g.out.json() {
 					printAPIRound(os.Stdout, i, label(&f, i), bin, res, ys)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if g.out.json() {
 				return writeJSON(os.Stdout, rounds)
@@ -181,29 +191,15 @@ func benchMapReduceCmd() *cobra.Command {
 		Short: "One map-reduce of no-op sub-tasks (demo.fanout) across worker processes, submit to SUCCEEDED record",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bins, err := f.binaries()
-			if err != nil {
-				return err
-			}
-			root, err := os.MkdirTemp("", "jetworker-bench-")
-			if err != nil {
-				return err
-			}
-			defer cleanup(&f, root)
 			// As the in-process benchmark's worker configuration: a full
 			// window of tasks never refused by the processor tracker.
 			env := []string{"JETWORKER_WORKER_TASK_TRACKER_WINDOW=4096", "JETWORKER_WORKER_TASK_TRACKER_DISPATCH_BATCH=1024",
 				"JETWORKER_WORKER_PROCESSOR_TRACKER_QUEUE_SIZE=4096"}
 			var results []*bench.MapReduceResult
-			for i, bin := range bins {
-				c, err := f.cluster(cmd, root, i, bin, env)
+			err := f.eachRound(cmd, env, nil, func(i int, _ string, c *bench.Cluster) error {
+				res, err := bench.RunMapReduce(cmd.Context(), c, tasks, concurrency)
 				if err != nil {
 					return err
-				}
-				res, err := bench.RunMapReduce(cmd.Context(), c, tasks, concurrency)
-				c.Stop()
-				if err != nil {
-					return fmt.Errorf("round %d (%s): %w (logs in %s)", i+1, bin, err, c.LogDir())
 				}
 				results = append(results, res)
 				if !g.out.json() {
@@ -211,6 +207,10 @@ func benchMapReduceCmd() *cobra.Command {
 						res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Result)
 					printProcs(os.Stdout, res.Procs)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if g.out.json() {
 				return writeJSON(os.Stdout, results)
@@ -225,8 +225,8 @@ func benchMapReduceCmd() *cobra.Command {
 	return cmd
 }
 
-func cleanup(f *benchFlags, root string) {
-	if f.keep {
+func cleanup(keep bool, root string) {
+	if keep {
 		fmt.Fprintln(os.Stderr, "logs and stores kept in", root)
 		return
 	}
@@ -302,28 +302,17 @@ func benchRetentionCmd() *cobra.Command {
 		Short: "No-op runs at a steady rate with a short retention: the store should grow for one retention period, then stay flat",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bins, err := f.binaries()
-			if err != nil {
+			f.rounds, f.compare = 1, ""
+			env := []string{"JETWORKER_SCHEDULER_INSTANCE_RETENTION=" + retention.String()}
+			return f.eachRound(cmd, []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"}, env, func(_ int, _ string, c *bench.Cluster) error {
+				fmt.Printf("%d instances/s for %s, retention %s\n", cfg.Rate, cfg.Duration, retention)
+				fmt.Println("AT\tSUBMITTED\tRECORDS\tRECORD MiB\tINDEX MiB\tNATS RSS MiB\tSUBMIT FAILURES")
+				_, err := bench.RunSteady(cmd.Context(), c, cfg, func(s bench.StoreSample) {
+					fmt.Printf("%s\t%d\t%d\t%.1f\t%.1f\t%.0f\t%d\n", s.At.Round(time.Second), s.Submitted, s.RecordMsgs,
+						float64(s.RecordBytes)/(1<<20), float64(s.IndexBytes)/(1<<20), s.NATSRSSMiB, s.SubmitFailures)
+				})
 				return err
-			}
-			root, err := os.MkdirTemp("", "jetworker-bench-")
-			if err != nil {
-				return err
-			}
-			defer cleanup(&f, root)
-			c, err := f.clusterEnv(cmd, root, 0, bins[0], []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"},
-				[]string{"JETWORKER_SCHEDULER_INSTANCE_RETENTION=" + retention.String()})
-			if err != nil {
-				return err
-			}
-			defer c.Stop()
-			fmt.Printf("%d instances/s for %s, retention %s\n", cfg.Rate, cfg.Duration, retention)
-			fmt.Println("AT\tSUBMITTED\tRECORDS\tRECORD MiB\tINDEX MiB\tNATS RSS MiB\tSUBMIT FAILURES")
-			_, err = bench.RunSteady(cmd.Context(), c, cfg, func(s bench.StoreSample) {
-				fmt.Printf("%s\t%d\t%d\t%.1f\t%.1f\t%.0f\t%d\n", s.At.Round(time.Second), s.Submitted, s.RecordMsgs,
-					float64(s.RecordBytes)/(1<<20), float64(s.IndexBytes)/(1<<20), s.NATSRSSMiB, s.SubmitFailures)
 			})
-			return err
 		},
 	}
 	f.register(cmd)

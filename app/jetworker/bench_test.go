@@ -59,6 +59,23 @@ func TestBenchMapReduce(t *testing.T) {
 	require.Regexp(t, `(?m)^round 1 A: 5000 tasks on 2 workers in \S+ = \d+ tasks/s \(5000 tasks\)$`, r.stdout)
 }
 
+// TestBenchRetention: with the real binaries as separate processes and a
+// 1 s retention, the instance store stops growing: after 4 s at 500
+// instances/s it holds about one retention's worth, not everything
+// submitted.
+func TestBenchRetention(t *testing.T) {
+	t.Parallel()
+	r := run(t, "bench", "retention", "--rate", "500", "--duration", "4s", "--every", "1s", "--retention", "1s")
+	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	rows := regexp.MustCompile(`(?m)^(\d+)s\t(\d+)\t(\d+)\t`).FindAllStringSubmatch(r.stdout, -1)
+	require.GreaterOrEqual(t, len(rows), 4, r.stdout)
+	last := rows[len(rows)-1]
+	submitted, _ := strconv.Atoi(last[2])
+	stored, _ := strconv.Atoi(last[3])
+	require.GreaterOrEqual(t, submitted, 1000, r.stdout)
+	require.Less(t, stored, submitted*2/3, "finished records expire after the retention:\n%s", r.stdout)
+}
+
 // TestBenchBadBinary: a missing binary is a usage error naming it.
 func TestBenchBadBinary(t *testing.T) {
 	t.Parallel()

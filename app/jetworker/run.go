@@ -199,15 +199,11 @@ func appCmd() *cobra.Command {
 					return usagef("--instance-retention: %v", err)
 				}
 			}
-			c, done, err := clientConn(cmd)
+			apps, done, err := openApps(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
-			if err != nil {
-				return err
-			}
 			a, err := apps.Create(cmd.Context(), args[0], time.Now().UnixMilli())
 			if errors.Is(err, jetstream.ErrExists) {
 				if ifNotExists, _ := cmd.Flags().GetBool("if-not-exists"); ifNotExists {
@@ -243,15 +239,11 @@ func appCmd() *cobra.Command {
 			if err != nil {
 				return usagef("--instance-retention: %v", err)
 			}
-			c, done, err := clientConn(cmd)
+			apps, done, err := openApps(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
-			if err != nil {
-				return err
-			}
 			a, err := apps.SetRetention(cmd.Context(), args[0], ms)
 			if err != nil {
 				return err
@@ -266,15 +258,11 @@ func appCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List apps",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, done, err := clientConn(cmd)
+			apps, done, err := openApps(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
-			if err != nil {
-				return err
-			}
 			list, err := apps.List(cmd.Context())
 			if err != nil {
 				return err
@@ -476,4 +464,18 @@ func retentionText(ms int64) string {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
 	return d.String()
+}
+
+// openApps connects a client command to the app registry.
+func openApps(cmd *cobra.Command) (*jetstream.Apps, func(), error) {
+	c, done, err := clientConn(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return apps, done, nil
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -83,19 +82,11 @@ type APIResult struct {
 // delivers what JetStream stored).
 func RunAPI(ctx context.Context, c *Cluster, cfg APIConfig) (*APIResult, error) {
 	cfg.fill()
-	nc, err := nats.Connect(c.URL, nats.Name("jetworker-bench"))
+	nc, js, cl, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := njs.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := client.New(ctx, nc, js)
-	if err != nil {
-		return nil, err
-	}
 	kv, err := js.KeyValue(ctx, jetstream.BucketInstances)
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", jetstream.BucketInstances, err)

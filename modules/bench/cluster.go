@@ -8,6 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/modules/client"
 )
 
 // ClusterConfig says what to start.
@@ -168,6 +173,24 @@ func (c *Cluster) Stop() {
 	for i := len(ps) - 1; i >= 0; i-- {
 		ps[i].stop(40 * time.Second)
 	}
+}
+
+// connect opens the submitter's connection and client (the caller closes
+// nc).
+func (c *Cluster) connect(ctx context.Context) (*nats.Conn, njs.JetStream, *client.Client, error) {
+	nc, err := nats.Connect(c.URL, nats.Name("jetworker-bench"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	js, err := njs.New(nc)
+	if err == nil {
+		var cl *client.Client
+		if cl, err = client.New(ctx, nc, js); err == nil {
+			return nc, js, cl, nil
+		}
+	}
+	nc.Close()
+	return nil, nil, nil, err
 }
 
 // LogDir is where the processes' output is.

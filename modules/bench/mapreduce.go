@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	njs "github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetworker/jetworker/modules/client"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -25,19 +21,11 @@ type MapReduceResult struct {
 // (the tracker on one worker, the sub-tasks spread over all) and measures
 // from the submit until the SUCCEEDED record is stored.
 func RunMapReduce(ctx context.Context, c *Cluster, tasks int, concurrency int) (*MapReduceResult, error) {
-	nc, err := nats.Connect(c.URL, nats.Name("jetworker-bench"))
+	nc, _, cl, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := njs.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := client.New(ctx, nc, js)
-	if err != nil {
-		return nil, err
-	}
 	job := subjects.JobSpec{Processor: "demo.fanout", ExecuteType: subjects.ExecMapReduce, Concurrency: concurrency}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()

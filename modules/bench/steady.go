@@ -5,11 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	njs "github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/client"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -45,19 +41,11 @@ func RunSteady(ctx context.Context, c *Cluster, cfg SteadyConfig, report func(St
 	if cfg.Every <= 0 {
 		cfg.Every = 30 * time.Second
 	}
-	nc, err := nats.Connect(c.URL, nats.Name("jetworker-bench"))
+	nc, js, cl, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := njs.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := client.New(ctx, nc, js)
-	if err != nil {
-		return nil, err
-	}
 	per := max(cfg.Rate/50, 1)
 	job := subjects.JobSpec{JobID: benchJob, Processor: "demo.sleep", ExecuteType: subjects.ExecStandalone}
 	runs := make([]subjects.RunJob, per)
