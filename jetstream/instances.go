@@ -211,14 +211,6 @@ func (s *Instances) Get(ctx context.Context, id string) (*Instance, uint64, erro
 	return in, e.Revision(), err
 }
 
-// encodeInstance encodes a stored record: compact, and without its id,
-// which is its key (30 of a short instance's ~400 bytes).
-func encodeInstance(in *Instance) ([]byte, error) {
-	cp := *in
-	cp.ID = ""
-	return encodeCompact(&cp)
-}
-
 // DecodeInstance decodes a stored record of key id (for readers of the
 // bucket's raw entries, such as watchers).
 func DecodeInstance(id string, b []byte) (*Instance, error) { return decodeInstance(id, b) }
