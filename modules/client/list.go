@@ -78,6 +78,9 @@ func (c *Client) ListInstances(ctx context.Context, q InstanceQuery) (*InstanceP
 			continue
 		}
 		items, next, err := s.fetch(ctx, s.cursor, limit)
+		if errors.Is(err, jetstream.ErrBadCursor) {
+			return nil, fmt.Errorf("%w: %q", ErrBadCursor, q.Cursor)
+		}
 		if err != nil {
 			return nil, err
 		}
