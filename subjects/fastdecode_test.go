@@ -39,7 +39,7 @@ func fillAll(v reflect.Value, n *int) {
 // decoder fails here), skip unknown keys, and read nil as zero.
 func TestFastDecodersMatchReflection(t *testing.T) {
 	t.Parallel()
-	for _, v := range []any{&InstanceStatus{}, &TaskCounts{}, &JobSpec{}, &RunInstance{}} {
+	for _, v := range []any{&InstanceStatus{}, &TaskCounts{}, &JobSpec{}, &RunInstance{}, &RunJob{}} {
 		n := 0
 		fillAll(reflect.ValueOf(v).Elem(), &n)
 		// Encode by reflection (a map with every key), plus an unknown key.
