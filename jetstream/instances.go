@@ -302,8 +302,9 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 	}
 }
 
-// List returns records matching keep (a full read: for the CLI and
-// recovery at ownership change, never on a hot path). The keys come from
+// List returns records matching keep (a full read of the bucket: for
+// adoption at an ownership change and for tests; listings use the index,
+// see Index.Page). The keys come from
 // the stream's subject list and each record is read on its own: a watch's
 // "initial values done" marker can come before a record that is being
 // rewritten at that moment, which would drop it from the list. A batch

@@ -316,7 +316,9 @@ func (c *Client) Jobs(ctx context.Context, app string) ([]*subjects.Job, error) 
 	return s.List(ctx, app)
 }
 
-// Instances lists instance records matching keep (a full read).
+// Instances lists instance records matching keep. It reads every record
+// of the bucket: a tool for tests and audits; ListInstances is the
+// listing whose cost follows the page.
 func (c *Client) Instances(ctx context.Context, keep func(*jetstream.Instance) bool) ([]*jetstream.Instance, error) {
 	return c.instances.List(ctx, keep)
 }
