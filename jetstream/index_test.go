@@ -40,11 +40,10 @@ func TestIndexPages(t *testing.T) {
 			require.ErrorIs(t, err, jwjs.ErrConflict)
 		}
 	}
-	// Item times are real: a page bounded by time finds its first chunk by
-	// the stream's time stamps.
-	base := time.Now().UnixMilli()
-	for time.Now().UnixMilli() < base+20 { // the items' times must not run ahead of the clock
-	}
+	// Item times are real and in the past, as an owner's are when it
+	// appends: a page bounded by time finds its first chunk by the
+	// stream's time stamps, which come after the items they hold.
+	base := time.Now().Add(-time.Second).UnixMilli()
 	var c1, c3 []jwjs.IndexEntry
 	for i := range 10 {
 		c1 = append(c1, jwjs.IndexEntry{ID: fmt.Sprintf("i%d", i), AtMS: base + int64(i)})

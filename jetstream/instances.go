@@ -51,20 +51,17 @@ type Instances struct {
 	js    jetstream.JetStream
 	cache batchCache
 	// retention says how long a final record is kept (nil: forever). Only
-	// the owner server writes records and sets it (SetRetention).
+	// the owner server writes records and sets it (EnableRetention).
 	retention func(*Instance) time.Duration
 }
 
-// OpenInstances binds to (or creates) the bucket, with per-message TTLs
-// allowed (a final record expires after its retention). A bucket made
-// before retention existed is updated to allow them.
+// OpenInstances binds to (or creates) the bucket. The owner server then
+// calls EnableRetention, which allows per-message TTLs on it; clients
+// only read, so they neither check nor change its configuration.
 func OpenInstances(ctx context.Context, js jetstream.JetStream, replicas int) (*Instances, error) {
 	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketInstances, History: 1, Replicas: max(replicas, 1),
 		Storage: jetstream.FileStorage})
 	if err != nil {
-		return nil, err
-	}
-	if err := allowMsgTTL(ctx, js, "KV_"+BucketInstances); err != nil {
 		return nil, err
 	}
 	return &Instances{kv: kv, js: js}, nil
@@ -90,10 +87,17 @@ func allowMsgTTL(ctx context.Context, js jetstream.JetStream, stream string) err
 	return nil
 }
 
-// SetRetention sets how long final records are kept; every write of a
-// final record (and every batch record) carries it as its TTL. Called by
-// the owner server before it writes.
-func (s *Instances) SetRetention(fn func(*Instance) time.Duration) { s.retention = fn }
+// EnableRetention allows per-message TTLs on the bucket (a bucket made
+// before retention existed is updated) and sets how long final records are
+// kept: every write of a final record (and every batch record) carries it
+// as its TTL. Called by the owner server before it writes.
+func (s *Instances) EnableRetention(ctx context.Context, fn func(*Instance) time.Duration) error {
+	if err := allowMsgTTL(ctx, s.js, "KV_"+BucketInstances); err != nil {
+		return err
+	}
+	s.retention = fn
+	return nil
+}
 
 // ttlOf is the TTL a write of in carries: its retention when it is final,
 // none otherwise (a record that is not final never expires).

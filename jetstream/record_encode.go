@@ -95,10 +95,29 @@ func (w *fieldWriter) nested(k string, fill func(*fieldWriter)) {
 
 // bytes returns the map: header, then fields.
 func (w *fieldWriter) bytes() []byte {
-	var hdr bytes.Buffer
-	_ = msgpack.NewEncoder(&hdr).EncodeMapLen(w.n)
-	out := make([]byte, 0, hdr.Len()+w.buf.Len())
-	return append(append(out, hdr.Bytes()...), w.buf.Bytes()...)
+	out := make([]byte, 0, 5+w.buf.Len())
+	switch n := w.n; {
+	case n < 16:
+		out = append(out, 0x80|byte(n)) // fixmap
+	case n < 1<<16:
+		out = append(out, 0xde, byte(n>>8), byte(n)) // map16
+	default:
+		out = append(out, 0xdf, byte(n>>24), byte(n>>16), byte(n>>8), byte(n)) // map32
+	}
+	return append(out, w.buf.Bytes()...)
+}
+
+// encodeCompact encodes a stored record written by reflection (a batch
+// record, an index chunk) without its empty fields: readers decode a
+// missing field as its zero value. Wire messages keep every key
+// (subjects.Marshal); only what is stored is compact.
+func encodeCompact(v any) ([]byte, error) {
+	w := getFieldWriter()
+	defer fieldWriters.Put(w)
+	if err := w.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(w.buf.Bytes()), nil
 }
 
 // encodeInstance encodes a stored record (see above).

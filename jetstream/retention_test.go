@@ -25,14 +25,17 @@ func TestInstancesTTL(t *testing.T) {
 	require.NoError(t, err)
 	st, err := js.Stream(ctx, "KV_"+jwjs.BucketInstances)
 	require.NoError(t, err)
-	require.True(t, st.CachedInfo().Config.AllowMsgTTL)
+	require.False(t, st.CachedInfo().Config.AllowMsgTTL, "opening (as a client does) changes nothing")
 
-	s.SetRetention(func(in *jwjs.Instance) time.Duration {
+	require.NoError(t, s.EnableRetention(ctx, func(in *jwjs.Instance) time.Duration {
 		if in.Job.RetentionMS > 0 {
 			return time.Duration(in.Job.RetentionMS) * time.Millisecond
 		}
 		return 90 * time.Minute
-	})
+	}))
+	st, err = js.Stream(ctx, "KV_"+jwjs.BucketInstances)
+	require.NoError(t, err)
+	require.True(t, st.CachedInfo().Config.AllowMsgTTL)
 	ttl := func(key string) string {
 		m, err := st.GetLastMsgForSubject(ctx, "$KV."+jwjs.BucketInstances+"."+key)
 		require.NoError(t, err)
@@ -53,7 +56,7 @@ func TestInstancesTTL(t *testing.T) {
 	fs, err := s.CreateBatchAsync(recs, "")
 	require.NoError(t, err)
 	awaitAll(t, fs)
-	batch, _, _ := strings2(recs[0].ID)
+	batch, _, _ := jwjs.SplitBatchID(recs[0].ID)
 	require.Equal(t, "2s", ttl("batch."+batch), "the shortest retention of the batch, in whole seconds")
 
 	// It expires: the batch's instances are gone with it.
@@ -67,5 +70,3 @@ func TestInstancesTTL(t *testing.T) {
 	require.NoError(t, err, "a record with a longer retention stays")
 	require.Equal(t, subjects.InstanceSucceeded, in.State)
 }
-
-func strings2(id string) (string, int, bool) { return jwjs.SplitBatchID(id) }

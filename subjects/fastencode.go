@@ -9,112 +9,100 @@ import "github.com/vmihailenco/msgpack/v5"
 // width, int compact, a nil slice as nil — so the golden fixtures pin them
 // like any message; only the reflection is gone.
 
-func encodeKey(e *msgpack.Encoder, k string) error { return e.EncodeString(k) }
+// mapEncoder writes a struct's fields as the reflective encoder does and
+// keeps the first error.
+type mapEncoder struct {
+	e   *msgpack.Encoder
+	err error
+}
+
+func newMapEncoder(e *msgpack.Encoder, fields int) *mapEncoder {
+	return &mapEncoder{e: e, err: e.EncodeMapLen(fields)}
+}
+
+// field writes a key and its value (write is skipped after an error).
+func (m *mapEncoder) field(k string, write func(*msgpack.Encoder) error) *mapEncoder {
+	if m.err == nil {
+		m.err = m.e.EncodeString(k)
+	}
+	if m.err == nil {
+		m.err = write(m.e)
+	}
+	return m
+}
+
+func (m *mapEncoder) str(k, v string) *mapEncoder {
+	return m.field(k, func(e *msgpack.Encoder) error { return e.EncodeString(v) })
+}
+func (m *mapEncoder) u8(k string, v uint8) *mapEncoder {
+	return m.field(k, func(e *msgpack.Encoder) error { return e.EncodeUint8(v) })
+}
+func (m *mapEncoder) u64(k string, v uint64) *mapEncoder {
+	return m.field(k, func(e *msgpack.Encoder) error { return e.EncodeUint64(v) })
+}
+func (m *mapEncoder) i64(k string, v int64) *mapEncoder {
+	return m.field(k, func(e *msgpack.Encoder) error { return e.EncodeInt64(v) })
+}
+
+// int is Go's int kind: written compact.
+func (m *mapEncoder) int(k string, v int) *mapEncoder {
+	return m.field(k, func(e *msgpack.Encoder) error { return e.EncodeInt(int64(v)) })
+}
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *InstanceStatus) EncodeMsgpack(e *msgpack.Encoder) error {
-	_ = e.EncodeMapLen(10)
-	_ = encodeKey(e, "v")
-	_ = e.EncodeUint8(m.V)
-	_ = encodeKey(e, "instance_id")
-	_ = e.EncodeString(m.InstanceID)
-	_ = encodeKey(e, "job_id")
-	_ = e.EncodeString(m.JobID)
-	_ = encodeKey(e, "worker_id")
-	_ = e.EncodeString(m.WorkerID)
-	_ = encodeKey(e, "state")
-	_ = e.EncodeUint8(uint8(m.State))
-	_ = encodeKey(e, "counts")
-	_ = m.Counts.EncodeMsgpack(e)
-	_ = encodeKey(e, "result")
-	_ = e.EncodeString(m.Result)
-	_ = encodeKey(e, "seq")
-	_ = e.EncodeUint64(m.Seq)
-	_ = encodeKey(e, "epoch")
-	_ = e.EncodeUint64(m.Epoch)
-	_ = encodeKey(e, "recent")
-	if m.Recent == nil {
-		return e.EncodeNil()
-	}
-	return e.Encode(m.Recent)
+	return newMapEncoder(e, 10).u8("v", m.V).str("instance_id", m.InstanceID).str("job_id", m.JobID).
+		str("worker_id", m.WorkerID).u8("state", uint8(m.State)).field("counts", m.Counts.EncodeMsgpack).
+		str("result", m.Result).u64("seq", m.Seq).u64("epoch", m.Epoch).
+		field("recent", func(e *msgpack.Encoder) error {
+			if m.Recent == nil {
+				return e.EncodeNil()
+			}
+			return e.Encode(m.Recent)
+		}).err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (c *TaskCounts) EncodeMsgpack(e *msgpack.Encoder) error {
-	_ = e.EncodeMapLen(5)
-	_ = encodeKey(e, "total")
-	_ = e.EncodeInt64(c.Total)
-	_ = encodeKey(e, "waiting")
-	_ = e.EncodeInt64(c.Waiting)
-	_ = encodeKey(e, "running")
-	_ = e.EncodeInt64(c.Running)
-	_ = encodeKey(e, "succeeded")
-	_ = e.EncodeInt64(c.Succeeded)
-	_ = encodeKey(e, "failed")
-	return e.EncodeInt64(c.Failed)
+	return newMapEncoder(e, 5).i64("total", c.Total).i64("waiting", c.Waiting).i64("running", c.Running).
+		i64("succeeded", c.Succeeded).i64("failed", c.Failed).err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (j *JobSpec) EncodeMsgpack(e *msgpack.Encoder) error {
 	n := 15
-	if j.RetentionMS != 0 {
+	if j.RetentionMS != 0 { // omitempty
 		n++
 	}
-	_ = e.EncodeMapLen(n)
-	for _, f := range [...]struct{ k, v string }{{"job_id", j.JobID}, {"name", j.Name}, {"processor_type", j.ProcessorType},
-		{"processor", j.Processor}, {"execute_type", string(j.ExecuteType)}, {"time_type", string(j.TimeType)}} {
-		_ = encodeKey(e, f.k)
-		_ = e.EncodeString(f.v)
-	}
-	_ = encodeKey(e, "period_ms")
-	_ = e.EncodeInt64(j.PeriodMS)
-	_ = encodeKey(e, "params")
-	_ = e.EncodeString(j.Params)
-	_ = encodeKey(e, "max_instances")
-	_ = e.EncodeInt(int64(j.MaxInstances))
-	_ = encodeKey(e, "concurrency")
-	_ = e.EncodeInt(int64(j.Concurrency))
-	_ = encodeKey(e, "time_limit_ms")
-	_ = e.EncodeInt64(j.TimeLimitMS)
-	_ = encodeKey(e, "task_retries")
-	_ = e.EncodeInt(int64(j.TaskRetries))
-	_ = encodeKey(e, "max_workers")
-	_ = e.EncodeInt(int64(j.MaxWorkers))
-	_ = encodeKey(e, "dispatch")
-	_ = e.EncodeString(j.Dispatch)
-	_ = encodeKey(e, "log_mode")
-	err := e.EncodeString(j.LogMode)
+	m := newMapEncoder(e, n).str("job_id", j.JobID).str("name", j.Name).str("processor_type", j.ProcessorType).
+		str("processor", j.Processor).str("execute_type", string(j.ExecuteType)).str("time_type", string(j.TimeType)).
+		i64("period_ms", j.PeriodMS).str("params", j.Params).int("max_instances", j.MaxInstances).
+		int("concurrency", j.Concurrency).i64("time_limit_ms", j.TimeLimitMS).int("task_retries", j.TaskRetries).
+		int("max_workers", j.MaxWorkers).str("dispatch", j.Dispatch).str("log_mode", j.LogMode)
 	if j.RetentionMS != 0 {
-		_ = encodeKey(e, "retention_ms")
-		err = e.EncodeInt64(j.RetentionMS)
+		m.i64("retention_ms", j.RetentionMS)
 	}
-	return err
+	return m.err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *RunInstance) EncodeMsgpack(e *msgpack.Encoder) error {
-	_ = e.EncodeMapLen(8)
-	_ = encodeKey(e, "v")
-	_ = e.EncodeUint8(m.V)
-	_ = encodeKey(e, "server_id")
-	_ = e.EncodeString(m.ServerID)
-	_ = encodeKey(e, "instance_id")
-	_ = e.EncodeString(m.InstanceID)
-	_ = encodeKey(e, "job")
-	_ = m.Job.EncodeMsgpack(e)
-	_ = encodeKey(e, "instance_params")
-	_ = e.EncodeString(m.Params)
-	_ = encodeKey(e, "workers")
-	if m.Workers == nil {
-		_ = e.EncodeNil()
-	} else {
-		_ = e.EncodeArrayLen(len(m.Workers))
-		for _, w := range m.Workers {
-			_ = e.EncodeString(w)
-		}
-	}
-	_ = encodeKey(e, "resume")
-	_ = e.EncodeBool(m.Resume)
-	_ = encodeKey(e, "epoch")
-	return e.EncodeUint64(m.Epoch)
+	return newMapEncoder(e, 8).u8("v", m.V).str("server_id", m.ServerID).str("instance_id", m.InstanceID).
+		field("job", m.Job.EncodeMsgpack).str("instance_params", m.Params).
+		field("workers", func(e *msgpack.Encoder) error {
+			if m.Workers == nil {
+				return e.EncodeNil()
+			}
+			if err := e.EncodeArrayLen(len(m.Workers)); err != nil {
+				return err
+			}
+			for _, w := range m.Workers {
+				if err := e.EncodeString(w); err != nil {
+					return err
+				}
+			}
+			return nil
+		}).
+		field("resume", func(e *msgpack.Encoder) error { return e.EncodeBool(m.Resume) }).
+		u64("epoch", m.Epoch).err
 }

@@ -69,15 +69,15 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 		case rec.State == subjects.InstanceWaitingDispatch:
 			t := s.inst.follow(&tracked{rec: rec})
 			go s.d.dispatch(s.ctx, t, false)
-			pins.add(rec, s.ret.of(rec))
+			pins.add(rec)
 		case !rec.State.Final():
 			t := s.inst.follow(&tracked{rec: rec})
 			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowedOf[i], epoch: 1})
-			pins.add(rec, s.ret.of(rec))
+			pins.add(rec)
 		}
 	}
 	s.d.deliver(ctx, byWorker)
-	pins.schedule(s.ctx, s.inst)
+	pins.schedule(s.ctx, s.inst, s.ret)
 	return reply, nil
 }
 
@@ -87,38 +87,44 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 const maxPinDelay = 5 * time.Minute
 
 // batchPins are the unfinished instances of one run-batch request, by
-// batch record (id → instances), and the shortest retention among them:
-// the batch records expire after it, so every instance still unchanged at
+// batch record (id → instances): the batch records expire after the
+// shortest retention of their runs, so every instance still unchanged at
 // half of it is pinned (given a record of its own). Instances are named
 // by their batch and index, not held, so a pending pin costs a few bytes
-// per batch, not per instance.
+// per batch, not per instance. A request's runs are of one app, so their
+// retention differs only by the job's own setting: one instance per
+// setting is kept to resolve it, not one lookup per run.
 type batchPins struct {
-	batches map[string]int // batch id → instances (indexes 0..n-1)
-	minTTL  time.Duration
+	batches map[string]int                // batch id → instances (indexes 0..n-1)
+	byJob   map[int64]*jetstream.Instance // a run per job retention setting
 }
 
-func (p *batchPins) add(rec *jetstream.Instance, ttl time.Duration) {
+func (p *batchPins) add(rec *jetstream.Instance) {
 	bid, i, ok := jetstream.SplitBatchID(rec.ID)
 	if !ok {
 		return
 	}
 	if p.batches == nil {
-		p.batches = map[string]int{}
+		p.batches, p.byJob = map[string]int{}, map[int64]*jetstream.Instance{}
 	}
 	p.batches[bid] = max(p.batches[bid], i+1)
-	if p.minTTL == 0 || ttl < p.minTTL {
-		p.minTTL = ttl
+	if _, seen := p.byJob[rec.Job.RetentionMS]; !seen {
+		p.byJob[rec.Job.RetentionMS] = rec
 	}
 }
 
 // schedule pins, after min(retention/2, maxPinDelay), every instance of
 // the batches that is still followed and has no record of its own.
-func (p *batchPins) schedule(ctx context.Context, it *instanceTracker) {
+func (p *batchPins) schedule(ctx context.Context, it *instanceTracker, ret *retention) {
 	if len(p.batches) == 0 {
 		return
 	}
+	delay := maxPinDelay
+	for _, rec := range p.byJob {
+		delay = min(delay, ret.of(rec)/2)
+	}
 	batches := p.batches
-	time.AfterFunc(min(p.minTTL/2, maxPinDelay), func() {
+	time.AfterFunc(delay, func() {
 		if ctx.Err() != nil {
 			return
 		}

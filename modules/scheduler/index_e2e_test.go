@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -119,7 +120,7 @@ func TestInstancePagesAndCounts(t *testing.T) {
 
 		all := pageAll(t, s.Client, client.InstanceQuery{App: testkit.App, Limit: 97})
 		require.Len(t, all, total, "%s: every instance once", stage)
-		require.ElementsMatch(t, keys(want), all, stage)
+		require.ElementsMatch(t, slices.Collect(maps.Keys(want)), all, stage)
 		require.ElementsMatch(t, ok, pageAll(t, s.Client, client.InstanceQuery{App: testkit.App, States: []subjects.InstanceState{subjects.InstanceSucceeded}, Limit: 64}), stage)
 		both := pageAll(t, s.Client, client.InstanceQuery{App: testkit.App, States: []subjects.InstanceState{subjects.InstanceSucceeded, subjects.InstanceFailed}, Limit: 33})
 		require.ElementsMatch(t, append(slices.Clone(ok), failed...), both, "%s: merged states", stage)
@@ -145,12 +146,4 @@ func TestInstancePagesAndCounts(t *testing.T) {
 		want[r.InstanceID] = "ok"
 	}
 	check("after the owner change")
-}
-
-func keys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

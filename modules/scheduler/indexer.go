@@ -84,16 +84,26 @@ func (ix *indexer) wait() { ix.wg.Wait() }
 // created final (skipped or missed fires, runs no worker could take) are
 // indexed as ended too.
 func (ix *indexer) created(recs ...*jetstream.Instance) {
+	// Retention is resolved before taking the lock (the first lookup of an
+	// app reads its record), and again only when the app or the job's own
+	// setting changes: a request's runs share an app and mostly a job.
+	ttls := make([]time.Duration, len(recs))
+	for i, r := range recs {
+		if i > 0 && r.App == recs[i-1].App && r.Job.RetentionMS == recs[i-1].Job.RetentionMS {
+			ttls[i] = ttls[i-1]
+		} else {
+			ttls[i] = ix.ret.of(r)
+		}
+	}
 	ix.mu.Lock()
 	now := time.Now().UnixMilli()
-	for _, r := range recs {
-		ttl := ix.ret.of(r)
-		ix.addLocked(subjects.IndexCreated(r.App), r.ID, now, ttl)
+	for i, r := range recs {
+		ix.addLocked(subjects.IndexCreated(r.App), r.ID, now, ttls[i])
 		if r.JobID != "" {
-			ix.addLocked(subjects.IndexJob(r.App, r.JobID), r.ID, now, ttl)
+			ix.addLocked(subjects.IndexJob(r.App, r.JobID), r.ID, now, ttls[i])
 		}
 		if r.State.Final() {
-			ix.endedLocked(r, ttl)
+			ix.endedLocked(r, ttls[i])
 		}
 	}
 	ix.mu.Unlock()

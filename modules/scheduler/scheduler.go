@@ -74,7 +74,10 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.ret = newRetention(rctx, s.cfg.InstanceRetention, srv.Apps(), s.log)
-	s.instances.SetRetention(s.ret.of)
+	if err := s.instances.EnableRetention(ctx, s.ret.of); err != nil {
+		cancel()
+		return err
+	}
 	idx, err := jetstream.OpenIndex(ctx, srv.Conn().NC(), srv.Conn().JS(), srv.Config().Replicas)
 	if err != nil {
 		cancel()
