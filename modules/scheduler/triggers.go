@@ -172,6 +172,7 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 	js.op.Lock()
 	defer js.op.Unlock()
 	at.mu.Lock()
+	prev := js.job
 	js.job = j
 	at.mu.Unlock()
 	var sched cron.Schedule
@@ -204,9 +205,18 @@ func (at *appTriggers) upsert(j *subjects.Job) {
 		}
 		at.catchUp(js)
 		now := at.s.clock.Now()
-		at.mu.Lock()
-		js.since = now
-		at.mu.Unlock()
+		// The gap-fill floor moves only when the schedule (re)starts: the
+		// job was not an enabled cron job, or its times changed. An edit of
+		// anything else keeps it, so seconds due before the edit whose fire
+		// failed are still recorded as missed (a paused owner that woke,
+		// failed its due fires and then took an edit lost them silently in
+		// the chaos soak).
+		if prev == nil || !prev.Enabled || prev.TimeType != subjects.TimeCron ||
+			prev.TimeExpression != j.TimeExpression || prev.TimeZone != j.TimeZone {
+			at.mu.Lock()
+			js.since = now
+			at.mu.Unlock()
+		}
 		if js.pending == nil {
 			at.scheduleNext(js, now)
 		} // else the pending fire schedules the next one when it goes
