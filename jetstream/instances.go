@@ -53,6 +53,9 @@ type Instances struct {
 	// retention says how long a final record is kept (nil: forever). Only
 	// the owner server writes records and sets it (EnableRetention).
 	retention func(*Instance) time.Duration
+	// batches says the stream takes flow-controlled batch writes
+	// (nats-server 2.14+; see Batch).
+	batches bool
 }
 
 // OpenInstances binds to (or creates) the bucket. The owner server then
@@ -68,34 +71,38 @@ func OpenInstances(ctx context.Context, js jetstream.JetStream, replicas int) (*
 }
 
 // allowMsgTTL turns on per-message TTLs on a stream created without
-// them. No expiry markers: an expired record just goes (a marker per
-// expired record would keep rate × marker TTL messages in the store, 300k
-// at 5k instances/s for a minute, and nobody watches for the expiry).
-func allowMsgTTL(ctx context.Context, js jetstream.JetStream, stream string) error {
+// them, and batch writes when batch is set (the server ignores the
+// setting before 2.14: the returned config says what it took). No expiry
+// markers: an expired record just goes (a marker per expired record would
+// keep rate × marker TTL messages in the store, 300k at 5k instances/s for
+// a minute, and nobody watches for the expiry).
+func allowMsgTTL(ctx context.Context, js jetstream.JetStream, stream string, batch bool) (jetstream.StreamConfig, error) {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+		return jetstream.StreamConfig{}, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	cfg := st.CachedInfo().Config
-	if cfg.AllowMsgTTL {
-		return nil
+	if cfg.AllowMsgTTL && cfg.AllowBatchPublish == batch {
+		return cfg, nil
 	}
-	cfg.AllowMsgTTL = true
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("stream %s: allow per-message TTL: %w", stream, err)
+	cfg.AllowMsgTTL, cfg.AllowBatchPublish = true, batch
+	info, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("stream %s: allow per-message TTL: %w", stream, err)
 	}
-	return nil
+	return info.CachedInfo().Config, nil
 }
 
-// EnableRetention allows per-message TTLs on the bucket (a bucket made
-// before retention existed is updated) and sets how long final records are
-// kept: every write of a final record (and every batch record) carries it
-// as its TTL. Called by the owner server before it writes.
+// EnableRetention allows per-message TTLs and batch writes on the bucket
+// (a bucket made before either existed is updated) and sets how long final
+// records are kept: every write of a final record (and every batch record)
+// carries it as its TTL. Called by the owner server before it writes.
 func (s *Instances) EnableRetention(ctx context.Context, fn func(*Instance) time.Duration) error {
-	if err := allowMsgTTL(ctx, s.js, "KV_"+BucketInstances); err != nil {
+	cfg, err := allowMsgTTL(ctx, s.js, "KV_"+BucketInstances, true)
+	if err != nil {
 		return err
 	}
-	s.retention = fn
+	s.retention, s.batches = fn, cfg.AllowBatchPublish
 	return nil
 }
 

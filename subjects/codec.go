@@ -50,11 +50,17 @@ func Marshal(m Message) ([]byte, error) {
 		return nil, errNilMessage
 	}
 	m.proto().V = Version
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true) // deterministic bytes for golden tests and dedup
-	err := enc.Encode(m)
-	b := buf.Bytes()
+	var b []byte
+	var err error
+	if fe, ok := m.(fastEncoder); ok {
+		b, err = fe.appendTo(make([]byte, 0, 256))
+	} else {
+		var buf bytes.Buffer
+		enc := msgpack.NewEncoder(&buf)
+		enc.SetSortMapKeys(true) // deterministic bytes for golden tests and dedup
+		err = enc.Encode(m)
+		b = buf.Bytes()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -98,7 +104,12 @@ func Unmarshal(data []byte, m Message) error {
 	case ver.value > uint64(Version):
 		return fail(ErrVersion, fmt.Sprintf("the message speaks protocol version %d, this build speaks %d", ver.value, Version), nil)
 	}
-	if err := msgpack.NewDecoder(bytes.NewReader(data)).Decode(m); err != nil {
+	if fd, ok := m.(fastDecoder); ok {
+		err = fd.decodeFrom(&reader{b: data})
+	} else {
+		err = msgpack.NewDecoder(bytes.NewReader(data)).Decode(m)
+	}
+	if err != nil {
 		field, reason := locateField(data, m)
 		return &DecodeError{Kind: ErrMalformed, Type: fmt.Sprintf("%T", m), Field: field, Reason: reason, Err: err}
 	}

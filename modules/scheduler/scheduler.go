@@ -205,7 +205,7 @@ func (s *Scheduler) handleStatus(ctx context.Context, st *subjects.InstanceStatu
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.applyStatus(t, st)
+	f, err := s.applyStatus(t, st, nil)
 	if err == nil && f != nil {
 		err = waitAck(ctx, f)
 	}
@@ -218,7 +218,15 @@ func (s *Scheduler) handleStatus(ctx context.Context, st *subjects.InstanceStatu
 // handleStatuses records a batch of final statuses and acknowledges the
 // batch once every write is durable.
 func (s *Scheduler) handleStatuses(ctx context.Context, req *subjects.InstanceStatuses) (subjects.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	futures := make([]njs.PubAckFuture, 0, len(req.Statuses))
+	// Many final records go as one batch write, acknowledged together;
+	// a few on their own (a batch costs a round trip more).
+	var batch *jetstream.Batch
+	if len(req.Statuses) >= minBatchWrite {
+		batch = s.instances.Batch()
+	}
 	for i := range req.Statuses {
 		st := &req.Statuses[i]
 		t, err := s.d.get(ctx, st.InstanceID)
@@ -229,12 +237,17 @@ func (s *Scheduler) handleStatuses(ctx context.Context, req *subjects.InstanceSt
 			s.log.Warn("status for an unknown instance", "instance_id", st.InstanceID, "err", err)
 			continue
 		}
-		f, err := s.applyStatus(t, st)
+		f, err := s.applyStatus(t, st, batch)
 		if err != nil {
 			return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
 		}
 		if f != nil {
 			futures = append(futures, f)
+		}
+	}
+	if batch != nil {
+		if err := batch.Commit(ctx); err != nil {
+			return nil, subjects.Errorf(subjects.CodeInternal, "record statuses: %v", err)
 		}
 	}
 	for _, f := range futures {
@@ -245,12 +258,20 @@ func (s *Scheduler) handleStatuses(ctx context.Context, req *subjects.InstanceSt
 	return &subjects.Ack{}, nil
 }
 
+// minBatchWrite is the fewest statuses in one request whose records are
+// written as a batch.
+const minBatchWrite = 8
+
 // applyStatus moves an instance forward from a tracker's report: final
 // states never change, a stale tracker (older epoch) is ignored, and a
 // failed run with instance retries left is dispatched again.
-func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus) (njs.PubAckFuture, error) {
+func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus, batch *jetstream.Batch) (njs.PubAckFuture, error) {
 	retry := false
-	f, err := s.d.apply(t, func(r *jetstream.Instance) bool {
+	var b recordBatch
+	if batch != nil {
+		b = batch // a nil *Batch must not become a non-nil interface
+	}
+	f, err := s.d.inst.applyIn(t, func(r *jetstream.Instance) bool {
 		if st.State == subjects.InstanceFailed && !r.State.Final() && st.Epoch >= r.Epoch && r.RunCount <= r.InstanceRetries && !r.Job.TimeType.Frequent() {
 			// Instance retry (PowerJob's instanceRetryNum): run it again.
 			retry = true
@@ -277,7 +298,7 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus) (njs.Pu
 			r.Result, r.FinishedMS = st.Result, time.Now().UnixMilli()
 		}
 		return true
-	})
+	}, b)
 	if retry {
 		go s.d.dispatch(s.ctx, t, false)
 	}

@@ -194,6 +194,19 @@ func (it *instanceTracker) runningOf(jobID string) int {
 // active set. The first write of a copy read from the store is
 // conditional and synchronous (writeLoaded).
 func (it *instanceTracker) apply(t *tracked, fn func(*jetstream.Instance) bool) (njs.PubAckFuture, error) {
+	return it.applyIn(t, fn, nil)
+}
+
+// recordBatch sends many writes and acknowledges them together
+// (*jetstream.Batch).
+type recordBatch interface {
+	Put(*jetstream.Instance) error
+}
+
+// applyIn is apply with the write sent in batch b (nil: on its own). A
+// write in a batch has no future (nil, nil): the batch's commit says when
+// it is stored.
+func (it *instanceTracker) applyIn(t *tracked, fn func(*jetstream.Instance) bool, b recordBatch) (njs.PubAckFuture, error) {
 	t.mu.Lock()
 	next := *t.rec
 	if !fn(&next) {
@@ -219,10 +232,17 @@ func (it *instanceTracker) apply(t *tracked, fn func(*jetstream.Instance) bool) 
 			t.mu.Unlock()
 			return nil, err
 		}
-	} else if f, err = it.store.PutAsync(&next); err != nil {
-		t.mu.Unlock()
-		it.log.Error("write instance", "instance_id", next.ID, "err", err)
-		return nil, err
+	} else {
+		if b != nil {
+			err = b.Put(&next)
+		} else {
+			f, err = it.store.PutAsync(&next)
+		}
+		if err != nil {
+			t.mu.Unlock()
+			it.log.Error("write instance", "instance_id", next.ID, "err", err)
+			return nil, err
+		}
 	}
 	wasFinal := t.rec.State.Final()
 	t.rec, t.own = &next, true

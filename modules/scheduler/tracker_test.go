@@ -241,12 +241,12 @@ func TestEpochResetsSequence(t *testing.T) {
 	_, err := s.inst.apply(tr, func(r *jetstream.Instance) bool { moveEpoch(r, 2); return true })
 	require.NoError(t, err)
 	f, err := s.applyStatus(tr, &subjects.InstanceStatus{InstanceID: "c", State: subjects.InstanceRunning, Epoch: 2, Seq: 1,
-		Counts: subjects.TaskCounts{Succeeded: 4460}})
+		Counts: subjects.TaskCounts{Succeeded: 4460}}, nil)
 	require.NoError(t, err)
 	require.NotNil(t, f, "the resumed tracker's report is applied")
 	require.Equal(t, int64(4460), int64(tr.snapshot().Counts.Succeeded))
 	// A report of the old tracker is now stale.
-	f, err = s.applyStatus(tr, &subjects.InstanceStatus{InstanceID: "c", State: subjects.InstanceRunning, Epoch: 1, Seq: 4460})
+	f, err = s.applyStatus(tr, &subjects.InstanceStatus{InstanceID: "c", State: subjects.InstanceRunning, Epoch: 1, Seq: 4460}, nil)
 	require.NoError(t, err)
 	require.Nil(t, f)
 }

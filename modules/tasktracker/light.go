@@ -29,7 +29,7 @@ type light struct {
 func (m *Manager) startLight(run *subjects.RunInstance) *light {
 	ctx, cancel := context.WithCancel(m.ctx)
 	l := &light{m: m, run: *run, ctx: ctx, cancel: cancel, state: subjects.InstanceRunning}
-	go l.exec()
+	m.runners.run(l.exec)
 	return l
 }
 

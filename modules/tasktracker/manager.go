@@ -77,6 +77,7 @@ type Manager struct {
 	finalKick chan struct{}
 	seq       atomic.Uint64
 	finished  atomic.Uint64
+	runners   *runners
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -96,6 +97,7 @@ func New(cfg Config, id *identity.Identity, conn *natsconn.Conn, loader processo
 	m := &Manager{cfg: cfg, id: id, conn: conn, exec: newExecutor(loader, lh, cfg.MaxResultBytes), server: server, kv: kv, trackers: map[string]tracker{},
 		ctx: ctx, cancel: cancel, finalKick: make(chan struct{}, 1), log: log.With("component", "task-tracker", "worker_id", id.WorkerID)}
 	m.idle = sync.NewCond(&m.mu)
+	m.runners = newRunners(ctx)
 	return m, nil
 }
 
