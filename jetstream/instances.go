@@ -330,17 +330,63 @@ func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Ins
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}
-	keys := make(chan string)
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subj, prefix))
+	}
+	return s.collect(ctx, keys, keep, func(k string, add func(*Instance)) error {
+		if strings.HasPrefix(k, checkpointKeyPrefix) {
+			return nil
+		}
+		bid, ok := strings.CutPrefix(k, batchKeyPrefix)
+		if !ok {
+			return s.getInto(ctx, k, add)
+		}
+		b, err := s.batch(ctx, bid)
+		if err != nil {
+			return err
+		}
+		for i := range b.Runs {
+			if _, own := info.State.Subjects[prefix+BatchInstanceID(bid, i)]; own {
+				continue // its own record is listed on its own
+			}
+			in, err := b.instance(i)
+			if err != nil {
+				return err
+			}
+			add(in)
+		}
+		return nil
+	})
+}
+
+// GetMany reads the records of ids and returns those keep accepts (ids
+// with no record are skipped).
+func (s *Instances) GetMany(ctx context.Context, ids []string, keep func(*Instance) bool) ([]*Instance, error) {
+	return s.collect(ctx, ids, keep, func(id string, add func(*Instance)) error { return s.getInto(ctx, id, add) })
+}
+
+// getInto reads one record into add (none: nothing).
+func (s *Instances) getInto(ctx context.Context, id string, add func(*Instance)) error {
+	in, _, err := s.Get(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	add(in)
+	return nil
+}
+
+// collect runs read for each key, 16 at a time, and gathers the records
+// it adds that keep accepts; the first error wins.
+func (s *Instances) collect(ctx context.Context, keys []string, keep func(*Instance) bool,
+	read func(key string, add func(*Instance)) error) ([]*Instance, error) {
+	work := make(chan string)
 	var mu sync.Mutex
 	var out []*Instance
 	var firstErr error
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
 	add := func(in *Instance) {
 		if keep(in) {
 			mu.Lock()
@@ -353,44 +399,24 @@ func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Ins
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := range keys {
-				if bid, ok := strings.CutPrefix(k, batchKeyPrefix); ok {
-					b, err := s.batch(ctx, bid)
-					if err != nil {
-						fail(err)
-						continue
+			for k := range work {
+				if err := read(k, add); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
 					}
-					for i := range b.Runs {
-						if _, own := info.State.Subjects[prefix+BatchInstanceID(bid, i)]; own {
-							continue // its own record is listed on its own
-						}
-						in, err := b.instance(i)
-						if err != nil {
-							fail(err)
-							continue
-						}
-						add(in)
-					}
-					continue
-				}
-				in, _, err := s.Get(ctx, k)
-				switch {
-				case errors.Is(err, ErrNotFound):
-				case err != nil:
-					fail(err)
-				default:
-					add(in)
+					mu.Unlock()
 				}
 			}
 		}()
 	}
-	for subj := range info.State.Subjects {
+	for _, k := range keys {
 		select {
-		case keys <- strings.TrimPrefix(subj, prefix):
+		case work <- k:
 		case <-ctx.Done():
 		}
 	}
-	close(keys)
+	close(work)
 	wg.Wait()
 	if firstErr == nil {
 		firstErr = ctx.Err()

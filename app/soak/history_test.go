@@ -2,7 +2,6 @@ package soak
 
 import (
 	"context"
-	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,7 +43,7 @@ func watchHistory(ctx context.Context, js jetstream.JetStream) (*history, error)
 	}()
 	go func() {
 		for e := range w.Updates() {
-			if e == nil || e.Operation() != jetstream.KeyValuePut || strings.HasPrefix(e.Key(), "batch.") {
+			if e == nil || e.Operation() != jetstream.KeyValuePut || !jwjs.IsRecordKey(e.Key()) {
 				continue // nil marks the end of the initial values
 			}
 			in, err := jwjs.DecodeInstance(e.Key(), e.Value())

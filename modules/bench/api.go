@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -266,7 +265,7 @@ func countFinals(ctx context.Context, w njs.KeyWatcher, want int) finals {
 				f.err = errors.New("bench: instance watch ended")
 				return f
 			}
-			if e == nil || strings.HasPrefix(e.Key(), "batch.") {
+			if e == nil || !jetstream.IsRecordKey(e.Key()) {
 				continue
 			}
 			var r recordState

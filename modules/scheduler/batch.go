@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
@@ -46,6 +47,8 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 	}
 	// One creation record per batch (cut by size), not one per instance:
 	// the instance ids name their batch (jetstream.CreateBatchAsync).
+	created := sync.OnceFunc(s.d.cps.creation()) // until they are followed (see checkpoints)
+	defer created()
 	futures, err := s.instances.CreateBatchAsync(recs, req.Key)
 	if err == nil {
 		for _, f := range futures {
@@ -76,6 +79,7 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 			pins.add(rec)
 		}
 	}
+	created()
 	s.d.deliver(ctx, byWorker)
 	pins.schedule(s.ctx, s.inst, s.ret)
 	return reply, nil

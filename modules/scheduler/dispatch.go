@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
@@ -35,7 +36,11 @@ type dispatcher struct {
 	instances *jetstream.Instances
 	inst      *instanceTracker // the only writer of instance records
 	ix        *indexer         // the instance index chains
-	ctx       context.Context  // the scheduler's run context
+	cps       *checkpoints     // the adoption checkpoints
+	// adoptReads counts the records adoptions read from checkpoints (for
+	// tests: the cost of an adoption).
+	adoptReads atomic.Uint64
+	ctx        context.Context // the scheduler's run context
 
 	mu          sync.Mutex
 	acquiredAt  map[string]time.Time // when this server took each app (see grace.go)

@@ -60,3 +60,18 @@ func (s *Scheduler) StoredTTL(ctx context.Context, id string) (string, error) {
 	}
 	return m.Header.Get("Nats-TTL"), nil
 }
+
+// Following lists the ids of app's instances the scheduler follows as
+// active.
+func (s *Scheduler) Following(app string) []string {
+	var out []string
+	for _, t := range s.inst.activeWhere(func(r *jetstream.Instance) bool { return r.App == app }) {
+		out = append(out, t.snapshot().ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// AdoptReads counts the records this scheduler's adoptions read from
+// checkpoints.
+func (s *Scheduler) AdoptReads() uint64 { return s.d.adoptReads.Load() }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
@@ -75,14 +76,19 @@ func (d *dispatcher) failover(t *tracked, why string) {
 }
 
 // adopt follows the unfinished instances of an app this server has just
-// taken over (a full read of the instance records, once per takeover),
-// and fails over those whose tracker is gone or that were never dispatched.
+// taken over, and fails over those whose tracker is gone or that were
+// never dispatched. They are found from the previous owner's adoption
+// checkpoint (its set, and the records written since: see checkpoints),
+// or, with no usable checkpoint, by reading every record. Then this
+// server starts checkpointing the app.
 func (d *dispatcher) adopt(ctx context.Context, app string) {
-	list, err := d.instances.List(ctx, func(in *jetstream.Instance) bool { return in.App == app && !in.State.Final() })
+	unfinished := func(in *jetstream.Instance) bool { return in.App == app && !in.State.Final() }
+	list, rev, how, err := d.adoptable(ctx, app, unfinished)
 	if err != nil {
 		d.log.Error("adopt instances", "app", app, "err", err)
 		return
 	}
+	defer d.cps.adopted(app, rev)
 	redeliver := map[string][]dueItem{}
 	for _, rec := range list {
 		t, err := d.get(ctx, rec.ID)
@@ -111,6 +117,43 @@ func (d *dispatcher) adopt(ctx context.Context, app string) {
 		go d.deliver(d.ctx, redeliver)
 	}
 	if len(list) > 0 {
-		d.log.Info("adopted running instances", "app", app, "count", len(list))
+		d.log.Info("adopted running instances", "app", app, "count", len(list), "found_by", how)
 	}
+}
+
+// adoptable reads the records adopt follows: those keep accepts among the
+// checkpoint's set and the records written since its sequence, or among
+// all records. rev is the checkpoint's revision (0: none); how says which
+// way it went.
+func (d *dispatcher) adoptable(ctx context.Context, app string, keep func(*jetstream.Instance) bool) (list []*jetstream.Instance, rev uint64, how string, err error) {
+	cp, rev, err := d.instances.GetCheckpoint(ctx, app)
+	switch {
+	case errors.Is(err, jetstream.ErrNotFound):
+		how = "full read (no checkpoint)"
+	case err != nil:
+		d.log.Warn("adopt instances: read the checkpoint; reading every record", "app", app, "err", err)
+		how = "full read (checkpoint unreadable)"
+	case cp.Overflow:
+		how = "full read (checkpoint overflowed)"
+	default:
+		seen := map[string]struct{}{}
+		var ids []string
+		add := func(id string) {
+			if _, ok := seen[id]; !ok {
+				seen[id] = struct{}{}
+				ids = append(ids, id)
+			}
+		}
+		for _, id := range cp.Instances() {
+			add(id)
+		}
+		if err := d.instances.Changed(ctx, cp.Seq, add); err != nil {
+			return nil, 0, "", err
+		}
+		list, err = d.instances.GetMany(ctx, ids, keep)
+		d.adoptReads.Add(uint64(len(ids)))
+		return list, rev, "checkpoint", err
+	}
+	list, err = d.instances.List(ctx, keep)
+	return list, rev, how, err
 }

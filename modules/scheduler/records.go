@@ -30,6 +30,7 @@ func (d *dispatcher) create(ctx context.Context, rec *jetstream.Instance) (*trac
 		rec.State = subjects.InstanceWaitingDispatch
 	}
 	rec.ServerID = d.srv.ID()
+	defer d.cps.creation()() // until it is followed (see checkpoints)
 	if _, err := d.instances.Create(ctx, rec); err != nil {
 		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}

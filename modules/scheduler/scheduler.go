@@ -101,6 +101,12 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 		return err
 	}
 	s.ctx, s.cancel = rctx, cancel
+	s.d.cps = newCheckpoints(s.instances, s.inst, srv.Ownership().Epoch, s.log)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.d.cps.run(rctx)
+	}()
 	s.ix.start(rctx)
 	s.d.start(rctx, s.log, s.ttl, s.instances, s.inst)
 	s.tr.start(rctx, s.log, s.ttl, s.instances, s.jobs, s.inst)
@@ -338,6 +344,9 @@ func (s *Scheduler) Acquired(app string) { s.tr.acquired(app) }
 func (s *Scheduler) Lost(app string) {
 	s.tr.lost(app)
 	s.ix.forget(app)
+	if s.d.cps != nil {
+		s.d.cps.lost(app)
+	}
 }
 
 func orDefault(s, d string) string {

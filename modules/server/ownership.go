@@ -40,6 +40,7 @@ type Ownership struct {
 type held struct {
 	lease jetstream.Lease
 	ok    time.Time // local monotonic time of the last successful renewal
+	epoch uint64    // the lease's revision when this server took it
 }
 
 // NewOwnership builds the component; Start runs it.
@@ -62,6 +63,19 @@ func (o *Ownership) Owns(app string) bool {
 	defer o.mu.Unlock()
 	h, ok := o.held[app]
 	return ok && time.Since(h.ok) < o.leases.Period()*9/10
+}
+
+// Epoch is the lease revision with which this server took app: a fencing
+// token that grows with each new owner (a later owner's lease is a later
+// message of the lease bucket). false when app is not held.
+func (o *Ownership) Epoch(app string) (uint64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h, ok := o.held[app]
+	if !ok {
+		return 0, false
+	}
+	return h.epoch, true
 }
 
 // Owned lists the apps this server holds.
@@ -99,7 +113,7 @@ func (o *Ownership) gain(ls jetstream.Lease) {
 		o.mu.Unlock()
 		return
 	}
-	o.held[ls.App] = &held{lease: ls, ok: time.Now()}
+	o.held[ls.App] = &held{lease: ls, ok: time.Now(), epoch: ls.Revision}
 	o.mu.Unlock()
 	o.log.Info("app acquired", "app", ls.App)
 	for _, h := range o.hooks {

@@ -217,9 +217,9 @@ func (m *Manager) run(ctx context.Context, run *subjects.RunInstance) (*subjects
 		m.mu.Unlock()
 		return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s is draining", m.id.WorkerID)
 	}
-	if m.counts[k] >= m.limit(k) {
+	if n := m.counts[k]; n >= m.limit(k) {
 		m.mu.Unlock()
-		return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s tracks %d instances of this kind, limit %d", m.id.WorkerID, m.counts[k], m.limit(k))
+		return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s tracks %d instances of this kind, limit %d", m.id.WorkerID, n, m.limit(k))
 	}
 	m.counts[k]++
 	m.trackers[run.InstanceID] = placeholder{}
