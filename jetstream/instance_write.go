@@ -15,7 +15,7 @@ import (
 // batchFlow-th message instead of each one, and Commit returns once all
 // of them are stored. Against one acknowledgement per record (PublishAsync)
 // this halves the writer's CPU and takes a quarter off the NATS server's
-// for a batch of final records (see docs/performance.md). On a server that
+// for a batch of final records (README, Measured performance). On a server that
 // does not take batches it falls back to PublishAsync and waits for each
 // acknowledgement in Commit. A Batch is used by one goroutine.
 type Batch struct {
