@@ -201,3 +201,21 @@ func (w *WorkflowContext) Appended() map[string]string {
 	}
 	return out
 }
+
+// Values returns every value (upstream and appended); nil when there are
+// none.
+func (w *WorkflowContext) Values() map[string]string {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.values) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(w.values))
+	for k, v := range w.values {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,191 @@
+// Package container runs WebAssembly containers: processors shipped as
+// WASI modules and hot-deployed to workers at run time (PowerJob's
+// container deploy, rebuilt on wazero). A module is compiled once per
+// version (with an on-disk compilation cache, so a restarted worker does
+// not compile again), its instances are pooled and reused across tasks
+// (one instance per concurrent call), and a task's time limit or stop
+// closes the instance it runs on. The ABI is in docs/containers.md; the
+// Go guest side is package guest.
+package container
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/jetworker/jetworker/modules/container/guest"
+)
+
+// Config bounds containers on a worker.
+type Config struct {
+	// CacheDir keeps compiled modules across restarts ("" = in memory).
+	CacheDir string `yaml:"cache_dir"`
+	// MemoryPages caps each instance's memory in 64 KiB pages (default
+	// 4096 = 256 MiB).
+	MemoryPages uint32 `yaml:"memory_pages"`
+	// Instances caps the pooled instances per container version (default
+	// 2 × CPUs, at least 2): calls beyond it wait for one.
+	Instances int `yaml:"instances"`
+	// MaxModuleBytes caps an artifact (default 64 MiB).
+	MaxModuleBytes int64 `yaml:"max_module_bytes"`
+}
+
+func (c *Config) fill() {
+	if c.MemoryPages == 0 {
+		c.MemoryPages = 4096
+	}
+	if c.Instances <= 0 {
+		c.Instances = max(2, 2*runtime.GOMAXPROCS(0))
+	}
+	if c.MaxModuleBytes <= 0 {
+		c.MaxModuleBytes = 64 << 20
+	}
+}
+
+// Runtime compiles and instantiates containers.
+type Runtime struct {
+	cfg   Config
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+}
+
+// NewRuntime starts a runtime: WASI (no filesystem, no network, no
+// environment), the jetworker host functions, and the limits of cfg.
+func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
+	cfg.fill()
+	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true).WithMemoryLimitPages(cfg.MemoryPages)
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		var err error
+		if cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir); err != nil {
+			return nil, fmt.Errorf("container: compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("container: WASI: %w", err)
+	}
+	if _, err := rt.NewHostModuleBuilder("jetworker").
+		NewFunctionBuilder().WithFunc(hostLog).Export("log").
+		NewFunctionBuilder().WithFunc(hostMap).Export("map").
+		Instantiate(ctx); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("container: host module: %w", err)
+	}
+	return &Runtime{cfg: cfg, rt: rt, cache: cache}, nil
+}
+
+// Close closes every container and the runtime.
+func (r *Runtime) Close(ctx context.Context) error {
+	err := r.rt.Close(ctx)
+	if r.cache != nil {
+		err = errors.Join(err, r.cache.Close(ctx))
+	}
+	return err
+}
+
+// MD5 is an artifact's version: the hex md5 of its bytes.
+func MD5(b []byte) string {
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrBadModule wraps every reason a module cannot be a container.
+var ErrBadModule = errors.New("container: not a usable container")
+
+// Compile checks wasm against version (its md5), compiles it, and reads
+// its manifest from a first instance (kept in the pool).
+func (r *Runtime) Compile(ctx context.Context, name, version string, wasm []byte) (*Container, error) {
+	if int64(len(wasm)) > r.cfg.MaxModuleBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrBadModule, name, len(wasm), r.cfg.MaxModuleBytes)
+	}
+	if got := MD5(wasm); got != version {
+		return nil, fmt.Errorf("%w: %s: md5 %s, expected %s", ErrBadModule, name, got, version)
+	}
+	compiled, err := r.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: compile: %w", ErrBadModule, name, err)
+	}
+	for _, fn := range []string{"jw_alloc", "jw_manifest", "jw_call"} {
+		if _, ok := compiled.ExportedFunctions()[fn]; !ok {
+			_ = compiled.Close(ctx)
+			return nil, fmt.Errorf("%w: %s does not export %s (see docs/containers.md)", ErrBadModule, name, fn)
+		}
+	}
+	c := &Container{Name: name, Version: version, r: r, compiled: compiled,
+		idle: make(chan *instance, r.cfg.Instances), slots: make(chan struct{}, r.cfg.Instances)}
+	in, err := c.get(ctx)
+	if err != nil {
+		_ = compiled.Close(ctx)
+		return nil, fmt.Errorf("%w: %s: instantiate: %w", ErrBadModule, name, err)
+	}
+	out, err := callExport(ctx, in.m, "jw_manifest")
+	if err == nil {
+		err = json.Unmarshal(out, &c.Manifest)
+	}
+	if err == nil && c.Manifest.ABI != guest.ABIVersion {
+		err = fmt.Errorf("ABI %d, this worker speaks %d", c.Manifest.ABI, guest.ABIVersion)
+	}
+	if err == nil && len(c.Manifest.Processors) == 0 {
+		err = errors.New("it offers no processor")
+	}
+	c.put(in, err == nil)
+	if err != nil {
+		c.close(ctx)
+		return nil, fmt.Errorf("%w: %s: manifest: %w", ErrBadModule, name, err)
+	}
+	return c, nil
+}
+
+// callExport calls a guest export that returns a packed (address,
+// length) and copies the bytes out.
+func callExport(ctx context.Context, m api.Module, fn string, args ...uint64) ([]byte, error) {
+	return callFunc(ctx, m, m.ExportedFunction(fn), args...)
+}
+
+func callFunc(ctx context.Context, m api.Module, fn api.Function, args ...uint64) ([]byte, error) {
+	res, err := fn.Call(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != 1 {
+		return nil, fmt.Errorf("%s returned %d values", fn.Definition().Name(), len(res))
+	}
+	ptr, n := uint32(res[0]>>32), uint32(res[0])
+	b, ok := m.Memory().Read(ptr, n)
+	if !ok {
+		return nil, fmt.Errorf("%s returned bytes outside its memory (%d+%d)", fn.Definition().Name(), ptr, n)
+	}
+	return append([]byte(nil), b...), nil
+}
+
+// write copies in into the guest's input buffer (jw_alloc).
+func write(ctx context.Context, in *instance, b []byte) error {
+	res, err := in.alloc.Call(ctx, uint64(len(b)))
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if len(res) != 1 || !in.m.Memory().Write(uint32(res[0]), b) {
+		return errors.New("jw_alloc returned a buffer outside its memory")
+	}
+	return nil
+}
+
+// readGuest reads n bytes at ptr of m's memory.
+func readGuest(m api.Module, ptr, n uint32) ([]byte, bool) {
+	b, ok := m.Memory().Read(ptr, n)
+	return b, ok
+}

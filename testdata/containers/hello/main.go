@@ -1,0 +1,108 @@
+// Command hello is a sample jetworker container: one processor of every
+// kind. The container tests build it with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm ./testdata/containers/hello
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/jetworker/jetworker/modules/container/guest"
+)
+
+// version is set at build time (-ldflags "-X main.version=2") so tests can
+// tell two builds apart.
+var version = "1"
+
+func init() {
+	// greet: a standalone processor; params "fail" fails, "panic" panics.
+	guest.Register("greet", guest.Definition{Process: func(t *guest.Task) guest.Result {
+		switch t.InstanceParams {
+		case "fail":
+			return guest.Fail("asked to fail")
+		case "panic":
+			panic("asked to panic")
+		}
+		t.Logf("hello from container v%s, params=%s", version, t.InstanceParams)
+		t.Append("greeted", t.InstanceParams)
+		return guest.OK("hello v" + version + " " + t.InstanceParams)
+	}})
+	// sum: map-reduce; the root maps N numbers (job params, default 10),
+	// each sub-task returns its number, the reducer adds them up.
+	guest.Register("sum", guest.Definition{
+		Process: func(t *guest.Task) guest.Result {
+			if t.IsRoot() {
+				n, _ := strconv.Atoi(t.InstanceParams)
+				if n <= 0 {
+					n = 10
+				}
+				payloads := make([][]byte, n)
+				for i := range payloads {
+					payloads[i] = []byte(strconv.Itoa(i + 1))
+				}
+				if err := t.Map("number", payloads); err != nil {
+					return guest.Fail("map: " + err.Error())
+				}
+				return guest.OK("mapped " + strconv.Itoa(n))
+			}
+			return guest.OK(string(t.Payload))
+		},
+		Reduce: func(t *guest.Task, results []guest.TaskResult) guest.Result {
+			if t.FailedTasks > 0 {
+				return guest.Fail(fmt.Sprintf("%d tasks failed", t.FailedTasks))
+			}
+			total := 0
+			for _, r := range results {
+				if r.TaskName == "number" {
+					n, _ := strconv.Atoi(r.Message)
+					total += n
+				}
+			}
+			return guest.OK("sum=" + strconv.Itoa(total))
+		},
+	})
+	// roll: a broadcast with pre- and post-processing.
+	guest.Register("roll", guest.Definition{
+		PreProcess: func(t *guest.Task) guest.Result { return guest.OK("ready") },
+		Process:    func(t *guest.Task) guest.Result { return guest.OK("rolled") },
+		PostProcess: func(t *guest.Task, results []guest.TaskResult) guest.Result {
+			ok := 0
+			for _, r := range results {
+				if r.Success {
+					ok++
+				}
+			}
+			return guest.OK(fmt.Sprintf("%d of %d rolled", ok, len(results)))
+		},
+	})
+	// misbehave: the sandbox tests. params "loop" spins forever, "alloc"
+	// allocates without bound, "file" reads a host file, "exit" ends the
+	// module.
+	guest.Register("misbehave", guest.Definition{Process: func(t *guest.Task) guest.Result {
+		switch t.InstanceParams {
+		case "loop":
+			for i := 0; ; i++ {
+				_ = i
+			}
+		case "alloc":
+			var keep [][]byte
+			for {
+				keep = append(keep, make([]byte, 1<<20))
+			}
+		case "file":
+			b, err := os.ReadFile("/etc/hostname")
+			if err != nil {
+				return guest.Fail("read file: " + err.Error())
+			}
+			return guest.OK("read " + strings.TrimSpace(string(b)))
+		case "exit":
+			os.Exit(3)
+		}
+		return guest.OK("behaved")
+	}})
+}
+
+func main() {}
