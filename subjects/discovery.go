@@ -104,7 +104,10 @@ func (c CustomMetrics) EncodeMsgpack(enc *msgpack.Encoder) error {
 type ContainerInfo struct {
 	ID      int64  `msgpack:"id"`
 	Name    string `msgpack:"name"`
-	Version string `msgpack:"version"` // md5 of the artifact
+	Version string `msgpack:"version"` // md5 of the artifact ("" while none is loaded)
+	// Error is why the last deploy of the container to this worker
+	// failed (the version it tried, and the reason); "" when it did not.
+	Error string `msgpack:"error,omitempty"`
 }
 
 // Heartbeat is a worker's periodic report to its server (Heartbeat subject).

@@ -34,6 +34,9 @@ type Container struct {
 	retired bool // replaced or destroyed: close when refs reach 0
 	closed  bool
 	onClose func()
+	// successor is the version that serves now (set by the Manager): a
+	// task that took this version just before it closed runs there.
+	successor func() *Container
 }
 
 // ErrRetired is returned by acquire for a version that has been replaced

@@ -47,17 +47,27 @@ type proc struct {
 }
 
 func (p proc) run(ctx context.Context, tc *processor.TaskContext, op string, results []processor.TaskResult) (processor.Result, error) {
-	if err := p.c.acquire(); err != nil {
-		return processor.Result{}, fmt.Errorf("container %s version %s: %w", p.c.Name, p.c.Version, err)
+	c := p.c
+	if err := c.acquire(); err != nil {
+		// Replaced and closed between the task's lookup and its start:
+		// run on the version that serves now.
+		var next *Container
+		if c.successor != nil {
+			next = c.successor()
+		}
+		if next == nil || next.acquire() != nil {
+			return processor.Result{}, fmt.Errorf("container %s version %s: %w", c.Name, c.Version, err)
+		}
+		c = next
 	}
-	defer p.c.release()
+	defer c.release()
 	req := &guest.Call{Op: op, Processor: p.name, Task: guest.Task{JobID: tc.JobID, InstanceID: tc.InstanceID, TaskID: tc.TaskID,
 		TaskName: tc.TaskName, JobParams: tc.JobParams, InstanceParams: tc.InstanceParams, Payload: tc.Payload,
 		CurrentRetry: tc.CurrentRetry, MaxRetry: tc.MaxRetry, FailedTasks: tc.FailedTasks, Workflow: tc.Workflow.Values()}}
 	for _, r := range results {
 		req.Results = append(req.Results, guest.TaskResult{TaskID: r.TaskID, TaskName: r.TaskName, Success: r.Success, Message: r.Message})
 	}
-	return p.c.call(ctx, tc, req)
+	return c.call(ctx, tc, req)
 }
 
 // Process implements processor.Processor.

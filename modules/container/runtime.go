@@ -189,3 +189,6 @@ func readGuest(m api.Module, ptr, n uint32) ([]byte, bool) {
 	b, ok := m.Memory().Read(ptr, n)
 	return b, ok
 }
+
+// Close closes a container at once (one compiled to be inspected).
+func Close(c *Container) { c.close(context.Background()) }

@@ -40,6 +40,19 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, req, reply subj
 	return DecodeReply(msg, reply)
 }
 
+// Publish sends m on subject without waiting for an answer (a fan-out
+// whose receivers catch up on their own when they miss it).
+func Publish(nc *nats.Conn, subject string, m subjects.Message) error {
+	data, err := subjects.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	if err := nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
 // DecodeReply decodes a reply message into reply, or returns its typed
 // error.
 func DecodeReply(msg *nats.Msg, reply subjects.Message) error {

@@ -72,14 +72,23 @@ func (s *Scheduler) validate(j *subjects.Job) error {
 			errs = append(errs, err)
 		}
 	}
-	if j.ProcessorType != "" && j.ProcessorType != "go" {
-		errs = append(errs, fmt.Errorf("processor_type: %q cannot run on app %s (its workers run \"go\" processors)", j.ProcessorType, j.App))
+	wasm := j.ProcessorType == subjects.ProcessorTypeWasm
+	switch {
+	case wasm:
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		err := s.validateWasm(ctx, j.App, j.Processor)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	case j.ProcessorType != "" && j.ProcessorType != "go":
+		errs = append(errs, fmt.Errorf("processor_type: %q is not \"go\" or \"wasm\"", j.ProcessorType))
 	}
 	if live := s.reg.alive(j.App, s.ttl); len(live) > 0 {
 		has := func(pred func(*subjects.Heartbeat) bool) bool {
 			return slices.ContainsFunc(live, func(w *liveWorker) bool { return pred(&w.hb) })
 		}
-		if !has(func(hb *subjects.Heartbeat) bool { return slices.Contains(hb.Processors, j.Processor) }) {
+		if !wasm && !has(func(hb *subjects.Heartbeat) bool { return slices.Contains(hb.Processors, j.Processor) }) {
 			errs = append(errs, fmt.Errorf("processor: no live worker of app %s registers %q", j.App, j.Processor))
 		}
 		for _, tag := range j.Selection.Tags {

@@ -41,6 +41,7 @@ type Scheduler struct {
 	tr   *triggers        // cron, fixed rate and fixed delay of the owned apps
 	ret  *retention       // how long final records are kept
 	ix   *indexer         // the instance index chains (pages, counts)
+	cont *containers      // the container registry (owner side)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,6 +95,12 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 		cancel()
 		return err
 	}
+	cstore, err := jetstream.OpenContainers(ctx, srv.Conn().JS(), srv.Config().Replicas)
+	if err != nil {
+		cancel()
+		return err
+	}
+	s.cont = &containers{s: s, store: cstore}
 	open := func(ctx context.Context) (njs.KeyWatcher, error) { return srv.Workers().Watch(ctx, "") }
 	w, err := open(context.Background())
 	if err != nil {
@@ -155,6 +162,7 @@ func (s *Scheduler) Endpoints() []server.Endpoint {
 		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: handler.Typed(s.handleJobEnable)},
 		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: handler.Typed(s.handleJobRun)},
 		{Name: "instance-retry", Subject: subjects.ServerVerb("*", id, subjects.VerbInstRetry), Queue: id, Handler: handler.Typed(s.handleRetry)},
+		{Name: "container", Subject: subjects.ServerVerb("*", id, subjects.VerbContainer), Queue: id, Handler: handler.Typed(s.handleContainer), Concurrency: 4},
 		{Name: "instance-active", Subject: subjects.ServerVerb("*", id, subjects.VerbInstActive), Queue: id, Handler: handler.Typed(s.handleActive), Concurrency: 4},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/container"
 	"github.com/jetworker/jetworker/modules/discovery"
 	"github.com/jetworker/jetworker/modules/health"
 	"github.com/jetworker/jetworker/modules/logs"
@@ -33,6 +34,18 @@ type Config struct {
 
 	TaskTracker      tasktracker.Config      `yaml:"task_tracker"`
 	ProcessorTracker processortracker.Config `yaml:"processor_tracker"`
+
+	// Containers bounds WebAssembly containers (processor type "wasm").
+	Containers ContainersConfig `yaml:"containers"`
+}
+
+// ContainersConfig is where a worker keeps container files and how it
+// runs them.
+type ContainersConfig struct {
+	// Dir holds <container>/<version>.wasm and, under cache/, compiled
+	// code kept across restarts ("" = a temporary directory, no cache).
+	Dir              string `yaml:"dir"`
+	container.Config `yaml:",inline"`
 }
 
 // TaskStoreConfig selects the task_info storage (PowerJob's MEMORY/DISK).

@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/container"
 	"github.com/jetworker/jetworker/modules/discovery"
 	"github.com/jetworker/jetworker/modules/health"
 	"github.com/jetworker/jetworker/modules/identity"
@@ -74,6 +76,9 @@ type Worker struct {
 	Registry  *processor.Registry
 	Trackers  *tasktracker.Manager
 	Executors *processortracker.Pool
+	// Containers are the WebAssembly containers this worker serves.
+	Containers  *container.Manager
+	containerRT *container.Runtime
 
 	routes   []mailbox.Route
 	drainers []Drainer
@@ -117,9 +122,19 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	if w.Registry, err = processor.NewRegistry(opts.Processors...); err != nil {
 		return nil, err
 	}
-	loader := opts.Loader
-	if loader == nil {
-		loader = w.Registry
+	ccfg := cfg.Containers.Config
+	if cfg.Containers.Dir != "" && ccfg.CacheDir == "" {
+		ccfg.CacheDir = filepath.Join(cfg.Containers.Dir, "cache")
+	}
+	if w.containerRT, err = container.NewRuntime(context.Background(), ccfg); err != nil {
+		return nil, err
+	}
+	w.Containers = container.NewManager(w.containerRT, id.App, cfg.Containers.Dir, log)
+	w.routes = append(w.routes, mailbox.Route{Mailbox: subjects.MailboxDeployContainer, Verb: "broadcast", Handler: w.Containers.HandleDeploy},
+		mailbox.Route{Mailbox: subjects.MailboxDeployContainer, Verb: "deploy", Handler: w.Containers.HandleDeploy})
+	var loader processor.Loader = container.Loader{Base: w.Registry, Containers: w.Containers}
+	if opts.Loader != nil {
+		loader = opts.Loader
 	}
 	if w.Executors, err = processortracker.New(cfg.ProcessorTracker, id, conn, loader, w.Logs, log); err != nil {
 		return nil, err
@@ -139,6 +154,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 		hb.LightTrackers, hb.HeavyTrackers, _ = w.Trackers.Counts()
 		hb.ProcTrackers = w.Executors.Count()
 		hb.Processors = w.Registry.Names()
+		hb.Containers = w.Containers.Infos()
 		hb.Overloaded = hb.Overloaded || w.Trackers.Overloaded() || w.Executors.Overloaded()
 	}))
 	for _, ext := range opts.Extensions {
@@ -155,6 +171,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	extSteps := w.steps // added by extensions (AddStep) during Attach
 	w.steps = []step{
 		{"discovery", w.Discovery.Start, w.Discovery.Stop},
+		{"containers", w.startContainers, w.stopContainers},
 		{"mailbox", w.Router.Start, w.Router.Stop},
 		{"logs", w.Logs.Start, w.Logs.Stop},
 		{"task_store", w.openTasks, nil},
@@ -195,6 +212,22 @@ func (w *Worker) AddDrainer(d Drainer) { w.drainers = append(w.drainers, d) }
 // before them; for extensions, during Attach.
 func (w *Worker) AddStep(name string, start, stop func(context.Context) error) {
 	w.steps = append(w.steps, step{name, start, stop})
+}
+
+// startContainers binds the container store and loads the app's current
+// versions (before the mailboxes open, so that a deploy broadcast finds
+// the store).
+func (w *Worker) startContainers(ctx context.Context) error {
+	store, err := jetstream.OpenContainers(ctx, w.conn.JS(), w.cfg.TaskStore.Replicas)
+	if err != nil {
+		return fmt.Errorf("containers: %w", err)
+	}
+	return w.Containers.Start(ctx, store)
+}
+
+func (w *Worker) stopContainers(ctx context.Context) error {
+	err := w.Containers.Stop(ctx)
+	return errors.Join(err, w.containerRT.Close(ctx))
 }
 
 func (w *Worker) openTasks(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jetworker/jetworker/modules/container/guest"
 )
@@ -18,13 +19,21 @@ import (
 var version = "1"
 
 func init() {
-	// greet: a standalone processor; params "fail" fails, "panic" panics.
+	// greet: a standalone processor; params "fail" fails, "panic" panics,
+	// "sleep=1s" sleeps first.
 	guest.Register("greet", guest.Definition{Process: func(t *guest.Task) guest.Result {
 		switch t.InstanceParams {
 		case "fail":
 			return guest.Fail("asked to fail")
 		case "panic":
 			panic("asked to panic")
+		}
+		if d, ok := strings.CutPrefix(t.InstanceParams, "sleep="); ok {
+			dur, err := time.ParseDuration(d)
+			if err != nil {
+				return guest.Fail(err.Error())
+			}
+			time.Sleep(dur)
 		}
 		t.Logf("hello from container v%s, params=%s", version, t.InstanceParams)
 		t.Append("greeted", t.InstanceParams)
