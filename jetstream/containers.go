@@ -88,6 +88,23 @@ func OpenContainers(ctx context.Context, js jetstream.JetStream, replicas int) (
 	return &Containers{kv: kv, obj: obj}, nil
 }
 
+// BindContainers binds to the registry and the artifact store without
+// creating them (workers and clients); ErrNotFound when no server has
+// created them yet.
+func BindContainers(ctx context.Context, js jetstream.JetStream) (*Containers, error) {
+	kv, err := js.KeyValue(ctx, BucketContainers)
+	if err == nil {
+		var obj jetstream.ObjectStore
+		if obj, err = js.ObjectStore(ctx, ObjectStoreContainers); err == nil {
+			return &Containers{kv: kv, obj: obj}, nil
+		}
+	}
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("containers: %w: no server has initialised this NATS (start jetworker server)", ErrNotFound)
+	}
+	return nil, fmt.Errorf("containers: %w", err)
+}
+
 // ContainerKey is the registry key of a container.
 func ContainerKey(app, name string) string { return app + "." + name }
 

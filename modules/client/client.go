@@ -68,11 +68,18 @@ func (c *Client) toOwner(ctx context.Context, app, verb string, req, reply subje
 // then, until ctx ends or c.failover has passed. So a request in flight to
 // a killed server fails over in about the lease period, not 30 s.
 func (c *Client) askOwner(ctx context.Context, app, verb string, req, reply subjects.Message, idempotent bool) error {
-	deadline := time.Now().Add(c.failover)
 	timeout := 30 * time.Second
 	if idempotent {
 		timeout = c.timeout
 	}
+	return c.askOwnerWithin(ctx, app, verb, req, reply, idempotent, timeout)
+}
+
+// askOwnerWithin is askOwner with the wait for one reply given (a
+// request that takes long to serve, such as a container push, which
+// compiles the module).
+func (c *Client) askOwnerWithin(ctx context.Context, app, verb string, req, reply subjects.Message, idempotent bool, timeout time.Duration) error {
+	deadline := time.Now().Add(c.failover)
 	var err error
 	for try := 0; ; try++ {
 		var owner string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/container"
@@ -67,9 +68,13 @@ func (c *Client) ListContainers(ctx context.Context, app string) (*subjects.Cont
 	return &reply, nil
 }
 
+// pushTimeout is how long a push may take to be answered (the owner
+// reads and compiles the module; its endpoint allows 2 minutes).
+const pushTimeout = 2*time.Minute + 10*time.Second
+
 func (c *Client) container(ctx context.Context, req *subjects.ContainerRequest) (*subjects.ContainerState, error) {
 	var reply subjects.ContainerReply
-	if err := c.toOwner(ctx, req.App, subjects.VerbContainer, req, &reply); err != nil {
+	if err := c.askOwnerWithin(ctx, req.App, subjects.VerbContainer, req, &reply, false, pushTimeout); err != nil {
 		return nil, err
 	}
 	if len(reply.Containers) != 1 {

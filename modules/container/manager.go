@@ -29,7 +29,9 @@ type Manager struct {
 	rt    *Runtime
 	dir   string
 	app   string
-	store *jetstream.Containers
+	store *jetstream.Containers // bound on first use (mu)
+	bind  func(context.Context) (*jetstream.Containers, error)
+	tmp   bool // dir is a temporary directory, removed at stop
 	log   *slog.Logger
 	http  *http.Client
 
@@ -49,17 +51,24 @@ func NewManager(rt *Runtime, app, dir string, log *slog.Logger) *Manager {
 		current: map[string]*Container{}, errs: map[string]string{}, locks: map[string]*sync.Mutex{}}
 }
 
-// Start binds the container store and loads the app's current versions
-// (a worker that starts after a deploy, or restarts, catches up). A
-// container that fails to load is reported, not fatal.
-func (m *Manager) Start(ctx context.Context, store *jetstream.Containers) error {
-	m.store = store
+// Start loads the app's current versions (a worker that starts after a
+// deploy, or restarts, catches up). bind finds the container store; until
+// a server has created it (bind fails) there is nothing to load, and it
+// is bound again when needed. A container that fails to load is
+// reported, not fatal.
+func (m *Manager) Start(ctx context.Context, bind func(context.Context) (*jetstream.Containers, error)) error {
+	m.bind = bind
 	if m.dir == "" {
 		dir, err := os.MkdirTemp("", "jetworker-containers-")
 		if err != nil {
 			return err
 		}
-		m.dir = dir
+		m.dir, m.tmp = dir, true
+	}
+	store, err := m.storeOf(ctx)
+	if err != nil {
+		m.log.Info("no containers yet", "reason", err)
+		return nil
 	}
 	list, err := store.List(ctx, m.app)
 	if err != nil {
@@ -77,6 +86,27 @@ func (m *Manager) Start(ctx context.Context, store *jetstream.Containers) error 
 	return nil
 }
 
+// storeOf returns the container store, binding it on first use.
+func (m *Manager) storeOf(ctx context.Context) (*jetstream.Containers, error) {
+	m.mu.Lock()
+	store, bind := m.store, m.bind
+	m.mu.Unlock()
+	if store != nil {
+		return store, nil
+	}
+	if bind == nil {
+		return nil, errors.New("containers: the worker has not started")
+	}
+	store, err := bind(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.store = store
+	m.mu.Unlock()
+	return store, nil
+}
+
 // Stop closes every container.
 func (m *Manager) Stop(context.Context) error {
 	m.mu.Lock()
@@ -85,6 +115,9 @@ func (m *Manager) Stop(context.Context) error {
 	m.mu.Unlock()
 	for _, c := range cs {
 		c.retire()
+	}
+	if m.tmp {
+		_ = os.RemoveAll(m.dir)
 	}
 	return nil
 }
@@ -182,7 +215,11 @@ func writeFile(path string, b []byte) error {
 // fetch reads a version from the object store or its URL (bounded).
 func (m *Manager) fetch(ctx context.Context, name, version, url string) ([]byte, error) {
 	if url == "" {
-		return m.store.Artifact(ctx, m.app, name, version, m.rt.cfg.MaxModuleBytes)
+		store, err := m.storeOf(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return store.Artifact(ctx, m.app, name, version, m.rt.cfg.MaxModuleBytes)
 	}
 	return Download(ctx, m.http, url, m.rt.cfg.MaxModuleBytes)
 }
@@ -239,10 +276,11 @@ func (m *Manager) ensure(ctx context.Context, name string) (*Container, error) {
 	if c := m.Current(name); c != nil {
 		return c, nil
 	}
-	if m.store == nil {
-		return nil, fmt.Errorf("container %s: the worker has not started", name)
+	store, err := m.storeOf(ctx)
+	if err != nil {
+		return nil, err
 	}
-	reg, err := m.store.Get(ctx, m.app, name)
+	reg, err := store.Get(ctx, m.app, name)
 	if errors.Is(err, jetstream.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no container %q in app %s", processor.ErrUnknownProcessor, name, m.app)
 	}
@@ -289,9 +327,6 @@ func (m *Manager) HandleDeploy(ctx context.Context, msg *nats.Msg) (subjects.Mes
 	}
 	if req.App != m.app {
 		return nil, subjects.Errorf(subjects.CodeBadRequest, "container of app %s sent to a worker of app %s", req.App, m.app)
-	}
-	if m.store == nil {
-		return nil, subjects.Errorf(subjects.CodeOverloaded, "worker is starting; it loads the current versions when it has")
 	}
 	if req.Destroy {
 		m.Destroy(req.Name)

@@ -15,7 +15,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -26,7 +29,8 @@ import (
 
 // Config bounds containers on a worker.
 type Config struct {
-	// CacheDir keeps compiled modules across restarts ("" = in memory).
+	// CacheDir keeps compiled modules across restarts ("" = the user's
+	// cache directory, jetworker/wazero).
 	CacheDir string `yaml:"cache_dir"`
 	// MemoryPages caps each instance's memory in 64 KiB pages (default
 	// 4096 = 256 MiB).
@@ -50,6 +54,27 @@ func (c *Config) fill() {
 	}
 }
 
+var (
+	cacheOnce sync.Once
+	cache     wazero.CompilationCache
+)
+
+// defaultCache is the user's cache directory's jetworker/wazero (written
+// atomically, so processes share it), or one in-memory cache for the
+// process when there is no such directory.
+func defaultCache() wazero.CompilationCache {
+	cacheOnce.Do(func() {
+		if dir, err := os.UserCacheDir(); err == nil {
+			if c, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "jetworker", "wazero")); err == nil {
+				cache = c
+				return
+			}
+		}
+		cache = wazero.NewCompilationCache()
+	})
+	return cache
+}
+
 // Runtime compiles and instantiates containers.
 type Runtime struct {
 	cfg   Config
@@ -69,6 +94,12 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("container: compilation cache %s: %w", cfg.CacheDir, err)
 		}
 		rc = rc.WithCompilationCache(cache)
+	} else {
+		// The user's cache (like Go's build cache, keyed by the module's
+		// hash and wazero's version): a version is compiled once per
+		// machine, by whichever process (server, worker, dev) meets it
+		// first.
+		rc = rc.WithCompilationCache(defaultCache())
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {

@@ -162,7 +162,8 @@ func (s *Scheduler) Endpoints() []server.Endpoint {
 		{Name: "job-enable", Subject: subjects.ServerVerb("*", id, subjects.VerbJobEnable), Queue: id, Handler: handler.Typed(s.handleJobEnable)},
 		{Name: "job-run", Subject: subjects.ServerVerb("*", id, subjects.VerbJobRun), Queue: id, Handler: handler.Typed(s.handleJobRun)},
 		{Name: "instance-retry", Subject: subjects.ServerVerb("*", id, subjects.VerbInstRetry), Queue: id, Handler: handler.Typed(s.handleRetry)},
-		{Name: "container", Subject: subjects.ServerVerb("*", id, subjects.VerbContainer), Queue: id, Handler: handler.Typed(s.handleContainer), Concurrency: 4},
+		{Name: "container", Subject: subjects.ServerVerb("*", id, subjects.VerbContainer), Queue: id, Handler: handler.Typed(s.handleContainer), Concurrency: 4,
+			Timeout: 2 * time.Minute}, // a push compiles the module
 		{Name: "instance-active", Subject: subjects.ServerVerb("*", id, subjects.VerbInstActive), Queue: id, Handler: handler.Typed(s.handleActive), Concurrency: 4},
 	}
 }

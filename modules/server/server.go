@@ -69,6 +69,8 @@ type Endpoint struct {
 	// own goroutine); beyond it the subscription waits. Zero handles
 	// requests one at a time, in order.
 	Concurrency int
+	// Timeout bounds one request (zero means 10 s).
+	Timeout time.Duration
 }
 
 // New builds a server; Start runs it.
@@ -197,7 +199,11 @@ func (s *Server) addEndpoint(e Endpoint) error {
 	}
 	serve := func(r micro.Request) {
 		msg := &nats.Msg{Subject: r.Subject(), Reply: r.Reply(), Data: r.Data(), Header: nats.Header(r.Headers())}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		timeout := e.Timeout
+		if timeout <= 0 {
+			timeout = 10 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		answer, out := handler.Handle(ctx, s.log, e.Handler, msg)
 		cancel()
 		if out.Code == subjects.CodeBadRequest {

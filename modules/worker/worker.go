@@ -214,15 +214,12 @@ func (w *Worker) AddStep(name string, start, stop func(context.Context) error) {
 	w.steps = append(w.steps, step{name, start, stop})
 }
 
-// startContainers binds the container store and loads the app's current
-// versions (before the mailboxes open, so that a deploy broadcast finds
-// the store).
+// startContainers loads the app's current container versions (before
+// the mailboxes open); the store is bound, never created, by a worker.
 func (w *Worker) startContainers(ctx context.Context) error {
-	store, err := jetstream.OpenContainers(ctx, w.conn.JS(), w.cfg.TaskStore.Replicas)
-	if err != nil {
-		return fmt.Errorf("containers: %w", err)
-	}
-	return w.Containers.Start(ctx, store)
+	return w.Containers.Start(ctx, func(ctx context.Context) (*jetstream.Containers, error) {
+		return jetstream.BindContainers(ctx, w.conn.JS())
+	})
 }
 
 func (w *Worker) stopContainers(ctx context.Context) error {

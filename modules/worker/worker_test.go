@@ -87,7 +87,7 @@ func stopWorker(t *testing.T, w *Worker) {
 	require.NoError(t, w.Stop(ctx))
 }
 
-var startOrder = []string{"discovery", "mailbox", "logs", "task_store", "execution", "health"}
+var startOrder = []string{"discovery", "containers", "mailbox", "logs", "task_store", "execution", "health"}
 
 // Not parallel: it checks that no goroutine outlives the worker.
 func TestStartOrderStopReverseNoLeak(t *testing.T) {
@@ -127,7 +127,7 @@ func TestStartOrderStopReverseNoLeak(t *testing.T) {
 	require.Positive(t, w.ReadyIn())
 
 	require.NoError(t, w.Stop(ctx))
-	require.Equal(t, []string{"health", "execution", "task_store", "logs", "mailbox", "discovery"}, stopped)
+	require.Equal(t, []string{"health", "execution", "task_store", "logs", "mailbox", "containers", "discovery"}, stopped)
 	require.Empty(t, w.Started())
 	require.NoError(t, w.Stop(ctx), "second Stop")
 	require.Len(t, stopped, len(startOrder), "second Stop stopped steps again")
@@ -160,9 +160,9 @@ func TestWorkerRegistersServesAndDrains(t *testing.T) {
 	for range 2 {
 		msg, err := e.nc.Request(subj, []byte{0xc1, 0x00}, 5*time.Second)
 		require.NoError(t, err)
-		require.Equal(t, string(subjects.CodeNotImplemented), msg.Header.Get(subjects.HeaderError))
+		require.Equal(t, string(subjects.CodeBadRequest), msg.Header.Get(subjects.HeaderError))
 	}
-	require.Equal(t, uint64(2), w.Router.Stats().Unrouted)
+	require.Equal(t, uint64(2), w.Router.Stats().Malformed)
 
 	stopWorker(t, w)
 	// The last heartbeat says the worker is draining, and its mailbox is gone.
