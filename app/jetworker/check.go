@@ -40,6 +40,12 @@ func checkRun(ctx context.Context, js jetstream.JetStream, app string, job subje
 	if err := requireApp(ctx, js, app); err != nil {
 		return err
 	}
+	if job.ProcessorType == subjects.ProcessorTypeWasm {
+		if _, _, err := subjects.SplitContainerProcessor(job.Processor); err != nil {
+			return usagef("--processor: %v", err)
+		}
+		return nil // the worker resolves it through the container registry
+	}
 	reg, err := jwjs.OpenWorkers(ctx, js, 45*time.Second, 1)
 	if err != nil {
 		return err

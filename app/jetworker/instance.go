@@ -46,7 +46,8 @@ func instanceRunCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run a job definition once now (prints the instance id; --wait follows it)",
 		Example: `  jetworker instance run --app demo --processor demo.hello --params you --wait
-  jetworker instance run --app demo --processor demo.primes --type map_reduce --params 20000000 --wait`,
+  jetworker instance run --app demo --processor demo.primes --type map_reduce --params 20000000 --wait
+  jetworker instance run --app demo --processor-type wasm --processor hello#greet --params you --wait`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if appName == "" {
 				return usagef("--app: required")
@@ -86,7 +87,8 @@ func instanceRunCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&appName, "app", "", "app name")
 	_ = cmd.RegisterFlagCompletionFunc("app", completeApps)
-	f.StringVar(&job.Processor, "processor", "", "processor name (registered on the workers)")
+	f.StringVar(&job.Processor, "processor", "", "processor name (registered on the workers; with --processor-type wasm, <container>#<processor>)")
+	f.StringVar(&job.ProcessorType, "processor-type", "", "go (built into the workers, the default) or wasm (a container: jetworker container)")
 	f.StringVar(&execType, "type", "standalone", "standalone, broadcast, map or map_reduce")
 	f.StringVar(&params, "params", "", "instance parameters")
 	f.StringVar(&job.Params, "job-params", "", "job parameters")
