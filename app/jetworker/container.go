@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -21,7 +22,8 @@ func containerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "container", Short: "Push, deploy and inspect WebAssembly containers (processors deployed at run time)",
 		Long: "Containers are processors shipped as WebAssembly (WASI) modules and loaded by the app's workers at run time, " +
 			"without a restart. Jobs run them with processor type wasm and processor <container>#<processor>.\n\n" +
-			"  jetworker container init hello && (cd hello && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm .)\n" +
+			"  jetworker container init hello\n" +
+			"  jetworker container build hello          # hello/hello.wasm\n" +
 			"  jetworker container push --app demo --name hello hello/hello.wasm --deploy --wait\n" +
 			"  jetworker instance run --app demo --processor-type wasm --processor hello#greet --params you --wait"}
 	var appName string
@@ -193,7 +195,7 @@ func containerCmd() *cobra.Command {
 		}),
 	}
 
-	cmd.AddCommand(push, deployC, rollback, destroy, versions, list, containerInitCmd())
+	cmd.AddCommand(push, deployC, rollback, destroy, versions, list, containerInitCmd(), containerBuildCmd())
 	return cmd
 }
 
@@ -314,8 +316,39 @@ func waitWorkers(cmd *cobra.Command, c *client.Client, app, name, version string
 	}
 }
 
+func containerBuildCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "build DIR [-o FILE.wasm]",
+		Short: "Build a Go container project into a WebAssembly module (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(dir, filepath.Base(dir)+".wasm")
+			} else if out, err = filepath.Abs(out); err != nil {
+				return err
+			}
+			b := exec.CommandContext(cmd.Context(), "go", "build", "-buildmode=c-shared", "-o", out, ".")
+			b.Dir, b.Stdout, b.Stderr = dir, os.Stderr, os.Stderr
+			b.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+			if err := b.Run(); err != nil {
+				return fmt.Errorf("go build in %s: %w", dir, err)
+			}
+			fmt.Println(out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "module file (default DIR/<dir name>.wasm)")
+	return cmd
+}
+
 func containerInitCmd() *cobra.Command {
 	var name string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "init DIR [--name NAME]",
 		Short: "Write a container project in Go (a processor of every kind) into DIR",
@@ -328,8 +361,8 @@ func containerInitCmd() *cobra.Command {
 			if err := subjects.ValidToken(name); err != nil {
 				return usagef("--name: %v", err)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "main.go")); err == nil {
-				return usagef("%s already holds a main.go", dir)
+			if _, err := os.Stat(filepath.Join(dir, "main.go")); err == nil && !force {
+				return usagef("%s already holds a main.go (--force writes over it)", dir)
 			}
 			files := scaffold(name)
 			names := make([]string, 0, len(files))
@@ -346,11 +379,11 @@ func containerInitCmd() *cobra.Command {
 					return err
 				}
 			}
-			fmt.Printf("wrote %s (%s). Build it with:\n  cd %s && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o %s.wasm .\n",
-				dir, strings.Join(names, ", "), dir, name)
+			fmt.Printf("wrote %s (%s); build it with: jetworker container build %s\n", dir, strings.Join(names, ", "), dir)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "container name (default: the directory's name)")
+	cmd.Flags().BoolVar(&force, "force", false, "write over the files of an existing project")
 	return cmd
 }
