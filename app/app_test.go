@@ -85,7 +85,7 @@ func TestServerAndWorkerAssemblies(t *testing.T) {
 	var w *worker.Worker
 	wApp := fxtest.New(t, app.Worker(cfg, log), fx.Populate(&w))
 	wApp.RequireStart()
-	require.Equal(t, []string{"discovery", "mailbox", "logs", "task_store", "execution", "health"}, w.Started())
+	require.Equal(t, []string{"discovery", "containers", "mailbox", "logs", "task_store", "execution", "health"}, w.Started())
 	require.Equal(t, srv.ID(), w.Discovery.Current())
 	require.Eventually(t, func() bool {
 		list, err := srv.Workers().List(ctx, "demo")

@@ -140,6 +140,7 @@ func (s *Scheduler) Stop(context.Context) error {
 		s.d.wg.Wait()
 		s.ret.wait()
 		s.ix.wait()
+		s.cont.close(context.Background())
 		s.cancel = nil
 	}
 	return nil
