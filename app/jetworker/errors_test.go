@@ -90,7 +90,7 @@ func TestBadInputs(t *testing.T) {
 		{"job show unknown", []string{"job", "show", "nosuch", "--nats", url}, exitNotFound, "job nosuch not found"},
 		{"run without app", []string{"instance", "run", "--processor", "demo.hello", "--nats", url}, exitUsage, "--app: required"},
 		{"run bad type", []string{"instance", "run", "--app", testkit.App, "--processor", "demo.hello", "--type", "bogus", "--nats", url}, exitUsage, `--type: "bogus" is not standalone, broadcast, map or map_reduce`},
-		{"run unknown processor", []string{"instance", "run", "--app", testkit.App, "--processor", "nope.x", "--nats", url}, exitUsage, `processor "nope.x": no live worker of app testapp has it (they have: demo.fanout, demo.hello, demo.mark, demo.ping, demo.primes, demo.sleep)`},
+		{"run unknown processor", []string{"instance", "run", "--app", testkit.App, "--processor", "nope.x", "--nats", url}, exitUsage, `processor "nope.x": no live worker of app testapp has it (they have: demo.fanout, demo.hello, demo.mark, demo.ping, demo.primes, demo.sleep, http, shell)`},
 		{"run unknown app", []string{"instance", "run", "--app", "nope", "--processor", "demo.hello", "--nats", url}, exitNotFound, "app nope is not registered"},
 		{"run sleep bad params", []string{"instance", "run", "--app", testkit.App, "--processor", "demo.sleep", "--params", "soon", "--wait", "--nats", url}, exitFailed, "instance did not succeed"},
 		{"job file typo", []string{"job", "create", "-f", typo, "--nats", url}, exitUsage, `line 3: unknown field "procesor" (did you mean "processor"?)`},

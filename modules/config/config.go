@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,7 +124,12 @@ func collect(v reflect.Value, prefix string, out map[string]reflect.Value) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
-		tag := strings.Split(sf.Tag.Get("yaml"), ",")[0]
+		opts := strings.Split(sf.Tag.Get("yaml"), ",")
+		tag := opts[0]
+		if tag == "" && slices.Contains(opts[1:], "inline") && sf.Type.Kind() == reflect.Struct {
+			collect(v.Field(i), prefix, out) // its fields are the parent's
+			continue
+		}
 		if tag == "" || tag == "-" || !sf.IsExported() {
 			continue
 		}
@@ -159,6 +165,12 @@ func set(fv reflect.Value, s string) error {
 			return err
 		}
 		fv.SetInt(n)
+	case fv.Kind() >= reflect.Uint && fv.Kind() <= reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, fv.Type().Bits())
+		if err != nil {
+			return err
+		}
+		fv.SetUint(n)
 	case fv.Kind() == reflect.Float64:
 		n, err := strconv.ParseFloat(s, 64)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/builtin"
 	"github.com/jetworker/jetworker/modules/container"
 	"github.com/jetworker/jetworker/modules/discovery"
 	"github.com/jetworker/jetworker/modules/health"
@@ -37,6 +38,8 @@ type Config struct {
 
 	// Containers bounds WebAssembly containers (processor type "wasm").
 	Containers ContainersConfig `yaml:"containers"`
+	// Builtin configures the built-in shell and http processors.
+	Builtin builtin.Config `yaml:"builtin"`
 }
 
 // ContainersConfig is where a worker keeps container files and how it

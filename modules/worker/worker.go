@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/builtin"
 	"github.com/jetworker/jetworker/modules/container"
 	"github.com/jetworker/jetworker/modules/discovery"
 	"github.com/jetworker/jetworker/modules/health"
@@ -119,7 +121,15 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	if w.Health, err = health.New(cfg.Health, id, conn, w.Discovery.Current, BuildVersion, log, opts.Collectors, nil); err != nil {
 		return nil, err
 	}
-	if w.Registry, err = processor.NewRegistry(opts.Processors...); err != nil {
+	// The built-in processors (shell, http) unless the worker registers its
+	// own under their names.
+	named := slices.Clone(opts.Processors)
+	for _, b := range builtin.Processors(cfg.Builtin) {
+		if !slices.ContainsFunc(named, func(n processor.Named) bool { return n.Name == b.Name }) {
+			named = append(named, b)
+		}
+	}
+	if w.Registry, err = processor.NewRegistry(named...); err != nil {
 		return nil, err
 	}
 	ccfg := cfg.Containers.Config
