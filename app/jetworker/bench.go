@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetworker/jetworker/modules/bench"
+	"github.com/jetworker/jetworker/subjects"
 )
 
 // benchFlags are what every bench subcommand shares.
@@ -186,6 +187,7 @@ type benchRoundJSON struct {
 func benchMapReduceCmd() *cobra.Command {
 	var f benchFlags
 	var tasks, concurrency int
+	var containerFile string
 	cmd := &cobra.Command{
 		Use:   "mapreduce",
 		Short: "One map-reduce of no-op sub-tasks (demo.fanout) across worker processes, submit to SUCCEEDED record",
@@ -195,6 +197,13 @@ func benchMapReduceCmd() *cobra.Command {
 			// window of tasks never refused by the processor tracker.
 			env := []string{"JETWORKER_WORKER_TASK_TRACKER_WINDOW=4096", "JETWORKER_WORKER_TASK_TRACKER_DISPATCH_BATCH=1024",
 				"JETWORKER_WORKER_PROCESSOR_TRACKER_QUEUE_SIZE=4096"}
+			var wasm []byte
+			if containerFile != "" {
+				var err error
+				if wasm, err = os.ReadFile(containerFile); err != nil {
+					return usagef("--container: %v", err)
+				}
+			}
 			var results []*bench.MapReduceResult
 			err := f.eachRound(cmd, env, nil, func(i int, _ string, c *bench.Cluster) error {
 				res, err := bench.RunMapReduce(cmd.Context(), c, tasks, concurrency)
@@ -206,6 +215,25 @@ func benchMapReduceCmd() *cobra.Command {
 					fmt.Printf("round %d %s: %d tasks on %d workers in %s = %.0f tasks/s (%s)\n", i+1, label(&f, i), res.Tasks, f.workers,
 						res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Result)
 					printProcs(os.Stdout, res.Procs)
+				}
+				if wasm == nil {
+					return nil
+				}
+				// The same map-reduce through the container, on the same
+				// cluster right after: the ratio is the container's cost.
+				deployStart := time.Now()
+				if err := bench.DeployContainer(cmd.Context(), c, wasm); err != nil {
+					return fmt.Errorf("deploy the container: %w", err)
+				}
+				deployed := time.Since(deployStart)
+				wres, err := bench.RunMapReduceOf(cmd.Context(), c, subjects.JobSpec{Processor: bench.ContainerFanout,
+					ProcessorType: subjects.ProcessorTypeWasm, ExecuteType: subjects.ExecMapReduce, Concurrency: concurrency}, tasks)
+				if err != nil {
+					return err
+				}
+				if !g.out.json() {
+					fmt.Printf("  container (%d bytes, pushed and deployed to %d workers in %s): %.0f tasks/s (%s); container/go %.2f\n",
+						len(wasm), f.workers, deployed.Round(time.Millisecond), wres.PerSecond, wres.Result, wres.PerSecond/res.PerSecond)
 				}
 				return nil
 			})
@@ -222,6 +250,8 @@ func benchMapReduceCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().IntVar(&tasks, "tasks", 100_000, "sub-tasks")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 0, "tasks at once per worker (0 = the job default)")
+	cmd.Flags().StringVar(&containerFile, "container", "", "also run it through this container's fanout processor "+
+		"(jetworker container build testdata/containers/hello -o hello.wasm) and print the ratio")
 	return cmd
 }
 

@@ -54,9 +54,16 @@ func TestBenchAPI(t *testing.T) {
 // processes and checks the reduced count.
 func TestBenchMapReduce(t *testing.T) {
 	t.Parallel()
-	r := run(t, "bench", "mapreduce", "--tasks", "5000", "--workers", "2")
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	wasm := filepath.Join(t.TempDir(), "hello.wasm")
+	b := run(t, "container", "build", filepath.Join(root, "testdata", "containers", "hello"), "-o", wasm)
+	require.Zero(t, b.code, b.stderr)
+	r := run(t, "bench", "mapreduce", "--tasks", "5000", "--workers", "2", "--container", wasm)
 	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
 	require.Regexp(t, `(?m)^round 1 A: 5000 tasks on 2 workers in \S+ = \d+ tasks/s \(5000 tasks\)$`, r.stdout)
+	require.Regexp(t, `(?m)^  container \(\d+ bytes, pushed and deployed to 2 workers in \S+\): \d+ tasks/s \(5000 tasks\); container/go \d`, r.stdout,
+		"the same map-reduce through the sample container's fanout")
 }
 
 // TestBenchRetention: with the real binaries as separate processes and a

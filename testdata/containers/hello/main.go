@@ -73,6 +73,40 @@ func init() {
 			return guest.OK("sum=" + strconv.Itoa(total))
 		},
 	})
+	// fanout: demo.fanout in a container (jetworker bench mapreduce
+	// --container): the root maps N no-op sub-tasks (default 100,000) in
+	// chunks of 1,000, the reducer counts those that succeeded.
+	guest.Register("fanout", guest.Definition{
+		Process: func(t *guest.Task) guest.Result {
+			if !t.IsRoot() {
+				return guest.OK("")
+			}
+			n, err := strconv.Atoi(t.InstanceParams)
+			if err != nil || n < 1 {
+				n = 100_000
+			}
+			batch := make([][]byte, 0, 1000)
+			for i := 0; i < n; i += 1000 {
+				batch = batch[:0]
+				for v := i; v < min(i+1000, n); v++ {
+					batch = append(batch, strconv.AppendInt(nil, int64(v), 10))
+				}
+				if err := t.Map("noop", batch); err != nil {
+					return guest.Fail("map: " + err.Error())
+				}
+			}
+			return guest.OK(fmt.Sprintf("mapped %d tasks", n))
+		},
+		Reduce: func(t *guest.Task, results []guest.TaskResult) guest.Result {
+			ok := 0
+			for _, r := range results {
+				if r.TaskName == "noop" && r.Success {
+					ok++
+				}
+			}
+			return guest.OK(fmt.Sprintf("%d tasks", ok))
+		},
+	})
 	// roll: a broadcast with pre- and post-processing.
 	guest.Register("roll", guest.Definition{
 		PreProcess: func(t *guest.Task) guest.Result { return guest.OK("ready") },
