@@ -69,7 +69,7 @@ func TestContainerKinds(t *testing.T) {
 	r := newRuntime(t, container.Config{})
 	c := compileHello(t, r, "7")
 	ctx := context.Background()
-	require.Len(t, c.Manifest.Processors, 4)
+	require.Len(t, c.Manifest.Processors, 5)
 
 	greet, err := c.Processor("greet")
 	require.NoError(t, err)

@@ -35,6 +35,12 @@ type Manager struct {
 	log   *slog.Logger
 	http  *http.Client
 
+	// OnChange is called after a deploy or destroy changed what this
+	// worker reports (set before Start): the worker sends a heartbeat at
+	// once, so `container deploy --wait` sees it without waiting for the
+	// interval.
+	OnChange func()
+
 	mu      sync.Mutex
 	current map[string]*Container
 	errs    map[string]string
@@ -163,6 +169,7 @@ func (m *Manager) Deploy(ctx context.Context, name, version, url string) error {
 		m.errs[name] = version + ": " + err.Error()
 		m.mu.Unlock()
 		m.log.Error("deploy container", "container", name, "version", version, "err", err)
+		m.changed()
 		return err
 	}
 	old := m.current[name]
@@ -174,7 +181,14 @@ func (m *Manager) Deploy(ctx context.Context, name, version, url string) error {
 		_ = os.Remove(m.file(name, old.Version))
 	}
 	m.log.Info("container deployed", "container", name, "version", version, "processors", len(c.Manifest.Processors))
+	m.changed()
 	return nil
+}
+
+func (m *Manager) changed() {
+	if m.OnChange != nil {
+		m.OnChange()
+	}
 }
 
 func (m *Manager) file(name, version string) string {
@@ -267,6 +281,7 @@ func (m *Manager) Destroy(name string) {
 	}
 	_ = os.RemoveAll(filepath.Join(m.dir, name))
 	m.log.Info("container destroyed", "container", name)
+	m.changed()
 }
 
 // ensure returns the serving version of name, fetching the registry's

@@ -108,6 +108,7 @@ type Reporter struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	kick   chan struct{}
 }
 
 // ErrDuplicateCollector is returned for two collectors with one name.
@@ -231,6 +232,25 @@ func (r *Reporter) Beat(ctx context.Context) error {
 	return nil
 }
 
+// Kick asks for a heartbeat now, outside the interval (a change others
+// wait to see, such as a container deployed); kicks while one is pending
+// are merged.
+func (r *Reporter) Kick() {
+	select {
+	case r.kicks() <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Reporter) kicks() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kick == nil {
+		r.kick = make(chan struct{}, 1)
+	}
+	return r.kick
+}
+
 // Start sends a first heartbeat at once, then one every interval.
 func (r *Reporter) Start(ctx context.Context) error {
 	if err := r.Beat(ctx); err != nil {
@@ -238,6 +258,7 @@ func (r *Reporter) Start(ctx context.Context) error {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
+	kick := r.kicks()
 	go func() {
 		defer close(r.done)
 		t := time.NewTicker(r.cfg.Interval)
@@ -246,6 +267,10 @@ func (r *Reporter) Start(ctx context.Context) error {
 			select {
 			case <-lctx.Done():
 				return
+			case <-kick:
+				if err := r.Beat(lctx); err != nil {
+					r.log.Warn("heartbeat", "err", err)
+				}
 			case <-t.C:
 				if err := r.Beat(lctx); err != nil {
 					r.log.Warn("heartbeat", "err", err)

@@ -140,6 +140,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 		return nil, err
 	}
 	w.Containers = container.NewManager(w.containerRT, id.App, cfg.Containers.Dir, log)
+	w.Containers.OnChange = w.Health.Kick
 	w.routes = append(w.routes, mailbox.Route{Mailbox: subjects.MailboxDeployContainer, Verb: "broadcast", Handler: w.Containers.HandleDeploy},
 		mailbox.Route{Mailbox: subjects.MailboxDeployContainer, Verb: "deploy", Handler: w.Containers.HandleDeploy})
 	var loader processor.Loader = container.Loader{Base: w.Registry, Containers: w.Containers}
