@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +16,13 @@ type step struct {
 	state    subjects.InstanceState
 	runCount int
 	note     string
+	tracker  string
+	epoch    uint64
+	server   string
+}
+
+func (s step) String() string {
+	return fmt.Sprintf("%s run=%d epoch=%d tracker=%s server=%s note=%q", s.state, s.runCount, s.epoch, s.tracker, s.server, s.note)
 }
 
 // history follows every write to the instances bucket from the start
@@ -51,7 +59,8 @@ func watchHistory(ctx context.Context, js jetstream.JetStream) (*history, error)
 				continue
 			}
 			h.mu.Lock()
-			h.steps[in.ID] = append(h.steps[in.ID], step{state: in.State, runCount: in.RunCount, note: in.Note})
+			h.steps[in.ID] = append(h.steps[in.ID], step{state: in.State, runCount: in.RunCount, note: in.Note,
+				tracker: in.TrackerWorker, epoch: in.Epoch, server: in.ServerID})
 			h.records[in.ID] = in
 			h.mu.Unlock()
 		}

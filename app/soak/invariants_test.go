@@ -70,7 +70,7 @@ func finals(ctx context.Context, w *workload, h *history, bound time.Duration) m
 
 // checkAcked: every acknowledged instance is final; map-reduce results
 // are right; no instance ran more often than its retries allow.
-func (c *checker) checkAcked(w *workload, recs map[string]*jwjs.Instance, bound time.Duration) {
+func (c *checker) checkAcked(w *workload, recs map[string]*jwjs.Instance, steps map[string][]step, bound time.Duration) {
 	for id, in := range recs {
 		kind := w.acked[id]
 		if in == nil {
@@ -85,7 +85,7 @@ func (c *checker) checkAcked(w *workload, recs map[string]*jwjs.Instance, bound 
 			c.add("mapreduce", id, "SUCCEEDED with %q, want %q", in.Result, primesWant)
 		}
 		if in.RunCount > in.InstanceRetries+1 {
-			c.add("retries", id, "ran %d times, instance retries %d", in.RunCount, in.InstanceRetries)
+			c.add("retries", id, "%s instance ran %d times, instance retries %d; history: %v", kind, in.RunCount, in.InstanceRetries, steps[id])
 		}
 	}
 }

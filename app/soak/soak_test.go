@@ -75,7 +75,7 @@ func TestSoak(t *testing.T) {
 	recs := finals(ctx, w, hist, drain)
 	steps, _ := hist.snapshot()
 	var chk checker
-	chk.checkAcked(w, recs, time.Since(faultsEnd).Round(time.Second))
+	chk.checkAcked(w, recs, steps, time.Since(faultsEnd).Round(time.Second))
 	chk.checkHistory(steps)
 	chk.checkFalseLost(cl, recs)
 	chk.checkCron(ctx, w)

@@ -72,10 +72,56 @@ func (d *dispatcher) acquired(app string) {
 // dispatch sends the instance to the best worker that accepts it, trying
 // up to DispatchTries workers; resume asks the worker to rebuild from
 // task_info instead of starting afresh.
+//
+// One dispatch of an instance runs at a time: one asked for while another
+// is sending, or waiting to offer it again after a refusal for load, runs
+// when that one ends, and only if the instance still waits for dispatch
+// then (an instance retry asked for while the failed run's dispatch is
+// finishing). Two at once would count two runs and could start it on two
+// workers (the soak found one: an adoption dispatching an instance whose
+// earlier dispatch was waiting to retry). A dispatch from scratch of an
+// instance that no longer waits for one does nothing.
 func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool {
+	t.mu.Lock()
+	if t.dispatching {
+		if !resume {
+			t.dispatchAgain = true
+		}
+		t.mu.Unlock()
+		return true
+	}
+	t.dispatching = true
+	t.mu.Unlock()
+	return d.dispatchHeld(ctx, t, resume)
+}
+
+// dispatchHeld is dispatch with t.dispatching set; it clears it when it
+// ends (then runs the dispatch asked for meanwhile), unless it leaves a
+// retry waiting (which inherits it).
+func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) bool {
+	held := true
+	defer func() {
+		if !held {
+			return
+		}
+		t.mu.Lock()
+		t.dispatching = false
+		again := t.dispatchAgain
+		t.dispatchAgain = false
+		t.mu.Unlock()
+		if again {
+			go d.dispatch(d.ctx, t, false)
+		}
+	}()
 	t.mu.Lock()
 	rec := *t.rec
 	t.mu.Unlock()
+	if d.owner(rec.App) != nil {
+		return false // the app moved on (its new owner adopts the instance)
+	}
+	if !resume && rec.State != subjects.InstanceWaitingDispatch {
+		return true // dispatched meanwhile, or ended
+	}
 	f := Filter{Selection: rec.Selection, MaxWorkers: rec.Job.MaxWorkers}
 	_, allowed, err := choose(d.reg.alive(rec.App, d.ttl), f)
 	var lastErr error = err
@@ -98,7 +144,7 @@ func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool
 		}
 		t.mu.Unlock()
 		for i, tracker := range allowed {
-			if i >= d.cfg.DispatchTries {
+			if i >= d.cfg.DispatchTries || d.owner(rec.App) != nil {
 				break
 			}
 			verb := subjects.VerbRun
@@ -138,7 +184,7 @@ func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool
 				// assigned to that worker, is sent to it again later, and
 				// if the worker leaves the registry its failover decides.
 				d.apply(t, func(r *jetstream.Instance) bool {
-					if r.State.Final() || r.State > subjects.InstanceWaitingWorker {
+					if r.State.Final() || r.State > subjects.InstanceWaitingWorker || r.Epoch > epoch {
 						return false
 					}
 					r.State, r.TrackerWorker, r.Workers = subjects.InstanceWaitingWorker, tracker, allowed
@@ -157,6 +203,9 @@ func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool
 			// Not awaited: the worker has it, and the write is ordered with
 			// the instance's later writes (apply holds its lock).
 			d.apply(t, func(r *jetstream.Instance) bool {
+				if r.Epoch > epoch {
+					return false // moved on meanwhile (its run failed and is retried): a newer dispatch decides
+				}
 				if r.State.Final() { // it finished before this write: keep the state, fill in who ran it
 					if r.TriggerMS != 0 && r.TrackerWorker != "" {
 						return false
@@ -201,7 +250,8 @@ func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool
 				return !r.State.Final()
 			})
 		}
-		time.AfterFunc(wait, func() { d.dispatch(d.ctx, t, false) })
+		held = false // the retry inherits the dispatch
+		time.AfterFunc(wait, func() { d.dispatchHeld(d.ctx, t, false) })
 		return false
 	}
 	msg := "no worker available"

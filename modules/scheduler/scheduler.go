@@ -263,15 +263,32 @@ func (s *Scheduler) handleStatuses(ctx context.Context, req *subjects.InstanceSt
 	}
 	if batch != nil {
 		if err := batch.Commit(ctx); err != nil {
+			s.refollow(req)
 			return nil, subjects.Errorf(subjects.CodeInternal, "record statuses: %v", err)
 		}
 	}
 	for _, f := range futures {
 		if err := waitAck(ctx, f); err != nil {
+			s.refollow(req)
 			return nil, subjects.Errorf(subjects.CodeInternal, "record status: %v", err)
 		}
 	}
 	return &subjects.Ack{}, nil
+}
+
+// refollow reads the instances of statuses whose writes may have failed
+// back from the store: one recorded final in memory (and so no longer
+// followed) whose final write did not land is followed again, so that
+// this server's adoption checkpoints keep it until the worker's retry
+// of the status is recorded.
+func (s *Scheduler) refollow(req *subjects.InstanceStatuses) {
+	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+	defer cancel()
+	for i := range req.Statuses {
+		if _, err := s.d.inst.load(ctx, req.Statuses[i].InstanceID); err != nil && ctx.Err() != nil {
+			return
+		}
+	}
 }
 
 // minBatchWrite is the fewest statuses in one request whose records are

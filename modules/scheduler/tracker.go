@@ -31,6 +31,10 @@ type tracked struct {
 	mu    sync.Mutex
 	rec   *jetstream.Instance
 	waits int // dispatch attempts refused for load
+	// dispatching says a dispatch of the instance is running or waiting
+	// to retry; dispatchAgain that another was asked for meanwhile (see
+	// dispatcher.dispatch).
+	dispatching, dispatchAgain bool
 	// loaded says rec was read from the store at revision rev and this
 	// server has not written it since: its first write is conditional on
 	// that revision (see instanceTracker.apply).
