@@ -36,7 +36,9 @@ type containers struct {
 const maxPushBytes = 64 << 20
 
 func (c *containers) runtime(ctx context.Context) (*container.Runtime, error) {
-	c.once.Do(func() { c.rt, c.err = container.NewRuntime(context.WithoutCancel(ctx), container.Config{Instances: 1, MaxModuleBytes: maxPushBytes}) })
+	c.once.Do(func() {
+		c.rt, c.err = container.NewRuntime(context.WithoutCancel(ctx), container.Config{Instances: 1, MaxModuleBytes: maxPushBytes})
+	})
 	return c.rt, c.err
 }
 
