@@ -1,18 +1,15 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 )
 
 // TestBuiltinProcessorsAcrossProcesses: the shell and http processors the
@@ -23,28 +20,12 @@ import (
 // URL and succeeds on the expected status.
 func TestBuiltinProcessorsAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	url := ns.ClientURL()
-	conn := natstest.Conn(t, ns)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	apps, err := jetstream.OpenApps(ctx, conn.JS(), 1)
-	require.NoError(t, err)
-	for _, a := range []string{"plain", "ops"} {
-		_, err = apps.Create(ctx, a, 1)
-		require.NoError(t, err)
-	}
-	startEnv(t, nil, "server", "--nats", url, "--id", "srv-a")
-	env := []string{"JETWORKER_WORKER_HEALTH_INTERVAL=200ms", "JETWORKER_WORKER_DISCOVERY_INTERVAL=300ms"}
-	startEnv(t, env, "worker", "--app", "plain", "--nats", url)
-	startEnv(t, append(env, "JETWORKER_WORKER_BUILTIN_SHELL_ENABLED=true", "JETWORKER_WORKER_BUILTIN_SHELL_ALLOW=echo,sh"),
+	url := processStack(t, "plain", "ops")
+	startEnv(t, quickWorker, "worker", "--app", "plain", "--nats", url)
+	startEnv(t, append(slices.Clone(quickWorker), "JETWORKER_WORKER_BUILTIN_SHELL_ENABLED=true", "JETWORKER_WORKER_BUILTIN_SHELL_ALLOW=echo,sh"),
 		"worker", "--app", "ops", "--nats", url)
-	for _, a := range []string{"plain", "ops"} {
-		require.Eventually(t, func() bool {
-			r := run(t, "--nats", url, "workers", "--app", a)
-			return r.code == 0 && strings.Contains(r.stdout, "\nw-")
-		}, 30*time.Second, 200*time.Millisecond, "a worker of %s", a)
-	}
+	waitLiveWorkers(t, url, "plain", 1)
+	waitLiveWorkers(t, url, "ops", 1)
 
 	r := run(t, "--nats", url, "instance", "run", "--app", "plain", "--processor", "shell", "--params", "echo hi", "--wait")
 	require.Equal(t, 1, r.code, r.stderr)

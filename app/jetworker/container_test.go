@@ -8,9 +8,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/jetworker/jetworker/jetstream"
-	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 )
 
 // TestContainersAcrossProcesses: containers the way users run them — a
@@ -22,24 +19,12 @@ import (
 // version reaches every live worker.
 func TestContainersAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	url := ns.ClientURL()
-	conn := natstest.Conn(t, ns)
+	url := processStack(t, "demo")
+	startEnv(t, quickWorker, "worker", "--app", "demo", "--nats", url)
+	startEnv(t, quickWorker, "worker", "--app", "demo", "--nats", url)
+	waitLiveWorkers(t, url, "demo", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	apps, err := jetstream.OpenApps(ctx, conn.JS(), 1)
-	require.NoError(t, err)
-	_, err = apps.Create(ctx, "demo", 1)
-	require.NoError(t, err)
-
-	startEnv(t, []string{"JETWORKER_SERVER_WORKER_TTL=3s"}, "server", "--nats", url, "--id", "srv-a")
-	workerEnv := []string{"JETWORKER_WORKER_HEALTH_INTERVAL=200ms", "JETWORKER_WORKER_DISCOVERY_INTERVAL=300ms"}
-	startEnv(t, workerEnv, "worker", "--app", "demo", "--nats", url)
-	startEnv(t, workerEnv, "worker", "--app", "demo", "--nats", url)
-	require.Eventually(t, func() bool {
-		r := run(t, "--nats", url, "workers", "--app", "demo")
-		return r.code == 0 && strings.Count(r.stdout, "\nw-") >= 2
-	}, 30*time.Second, 200*time.Millisecond, "two workers")
 
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
@@ -63,7 +48,7 @@ func TestContainersAcrossProcesses(t *testing.T) {
 	require.Contains(t, r.stdout, "SUCCEEDED: 2 of 2 rolled", "a broadcast through the container reaches both worker processes")
 
 	// A worker started after the deploy loads the version on its own.
-	startEnv(t, workerEnv, "worker", "--app", "demo", "--nats", url)
+	startEnv(t, quickWorker, "worker", "--app", "demo", "--nats", url)
 	require.Eventually(t, func() bool {
 		r := run(t, "--nats", url, "container", "list", "--app", "demo")
 		return r.code == 0 && strings.Count(r.stdout, " ok\n") == 3
