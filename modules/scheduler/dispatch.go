@@ -79,8 +79,7 @@ func (d *dispatcher) acquired(app string) {
 // then (an instance retry asked for while the failed run's dispatch is
 // finishing). Two at once would count two runs and could start it on two
 // workers (the soak found one: an adoption dispatching an instance whose
-// earlier dispatch was waiting to retry). A dispatch from scratch of an
-// instance that no longer waits for one does nothing.
+// earlier dispatch was waiting to retry).
 func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool {
 	t.mu.Lock()
 	if t.dispatching {
@@ -93,6 +92,14 @@ func (d *dispatcher) dispatch(ctx context.Context, t *tracked, resume bool) bool
 	t.dispatching = true
 	t.mu.Unlock()
 	return d.dispatchHeld(ctx, t, resume)
+}
+
+// dispatchAgain runs a dispatch asked for while another ran, if the
+// instance still waits for one (the other may have dispatched it).
+func (d *dispatcher) dispatchAgain(t *tracked) {
+	if t.snapshot().State == subjects.InstanceWaitingDispatch {
+		d.dispatch(d.ctx, t, false)
+	}
 }
 
 // dispatchHeld is dispatch with t.dispatching set; it clears it when it
@@ -110,7 +117,7 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 		t.dispatchAgain = false
 		t.mu.Unlock()
 		if again {
-			go d.dispatch(d.ctx, t, false)
+			go d.dispatchAgain(t)
 		}
 	}()
 	t.mu.Lock()
@@ -118,9 +125,6 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 	t.mu.Unlock()
 	if d.owner(rec.App) != nil {
 		return false // the app moved on (its new owner adopts the instance)
-	}
-	if !resume && rec.State != subjects.InstanceWaitingDispatch {
-		return true // dispatched meanwhile, or ended
 	}
 	f := Filter{Selection: rec.Selection, MaxWorkers: rec.Job.MaxWorkers}
 	_, allowed, err := choose(d.reg.alive(rec.App, d.ttl), f)
