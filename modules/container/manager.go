@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,8 @@ type Manager struct {
 	// once, so `container deploy --wait` sees it without waiting for the
 	// interval.
 	OnChange func()
+
+	loads atomic.Int64 // versions loaded (fetched or read, and compiled)
 
 	mu      sync.Mutex
 	current map[string]*Container
@@ -197,6 +200,7 @@ func (m *Manager) file(name, version string) string {
 
 // load fetches (unless on disk) and compiles one version.
 func (m *Manager) load(ctx context.Context, name, version, url string) (*Container, error) {
+	m.loads.Add(1)
 	path := m.file(name, version)
 	wasm, err := os.ReadFile(path)
 	if err != nil {
