@@ -29,9 +29,12 @@ type checkpoints struct {
 	epoch func(app string) (uint64, bool) // the lease epoch while owned
 	log   *slog.Logger
 
-	// creating is held for reading from the write of a new instance record
-	// until the instance tracker follows it.
-	creating sync.RWMutex
+	// creating counts the creations of instance records in progress (from
+	// the write until the instance tracker follows it), by generation: a
+	// checkpoint starts a new generation and waits for the old one, so
+	// creations never wait for a checkpoint.
+	creatingMu sync.Mutex
+	creating   *sync.WaitGroup
 
 	mu   sync.Mutex
 	apps map[string]*appCheckpoint
@@ -53,14 +56,27 @@ const (
 )
 
 func newCheckpoints(store *jetstream.Instances, inst *instanceTracker, epoch func(string) (uint64, bool), log *slog.Logger) *checkpoints {
-	return &checkpoints{store: store, inst: inst, epoch: epoch, log: log, apps: map[string]*appCheckpoint{}, seed: maphash.MakeSeed()}
+	return &checkpoints{store: store, inst: inst, epoch: epoch, log: log, apps: map[string]*appCheckpoint{}, seed: maphash.MakeSeed(),
+		creating: &sync.WaitGroup{}}
 }
 
 // creation marks the creation of instance records until done is called
 // (after they are followed, or failed).
 func (c *checkpoints) creation() (done func()) {
-	c.creating.RLock()
-	return c.creating.RUnlock
+	c.creatingMu.Lock()
+	wg := c.creating
+	wg.Add(1)
+	c.creatingMu.Unlock()
+	return wg.Done
+}
+
+// settle waits for every creation begun before it was called.
+func (c *checkpoints) settle() {
+	c.creatingMu.Lock()
+	old := c.creating
+	c.creating = &sync.WaitGroup{}
+	c.creatingMu.Unlock()
+	old.Wait()
 }
 
 // adopted starts checkpointing app (its adoption is complete); rev is the
@@ -113,10 +129,9 @@ func (c *checkpoints) write(ctx context.Context) {
 		return
 	}
 	// Every creation begun before seq was read has finished (and been
-	// followed) once this lock is had: its instance is in the set below.
-	c.creating.Lock()
-	//lint:ignore SA2001 an empty critical section is the point: a barrier
-	c.creating.Unlock()
+	// followed) once settle returns: its instance is in the set below; one
+	// begun after writes after seq.
+	c.settle()
 	ids := map[string][]string{}
 	c.inst.activeWhere(func(r *jetstream.Instance) bool {
 		if _, ok := apps[r.App]; ok {
