@@ -123,7 +123,7 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 	t.mu.Lock()
 	rec := *t.rec
 	t.mu.Unlock()
-	if d.owner(rec.App) != nil {
+	if d.owner(rec.App) != nil || t.stale.Load() {
 		return false // the app moved on (its new owner adopts the instance)
 	}
 	f := Filter{Selection: rec.Selection, MaxWorkers: rec.Job.MaxWorkers}
@@ -148,7 +148,7 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 		}
 		t.mu.Unlock()
 		for i, tracker := range allowed {
-			if i >= d.cfg.DispatchTries || d.owner(rec.App) != nil {
+			if i >= d.cfg.DispatchTries || d.owner(rec.App) != nil || t.stale.Load() {
 				break
 			}
 			verb := subjects.VerbRun

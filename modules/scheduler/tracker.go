@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,9 @@ type tracked struct {
 	// to retry; dispatchAgain that another was asked for meanwhile (see
 	// dispatcher.dispatch).
 	dispatching, dispatchAgain bool
+	// stale says the instance was unfollowed (its app moved to another
+	// owner): whoever follows it later holds another *tracked.
+	stale atomic.Bool
 	// loaded says rec was read from the store at revision rev and this
 	// server has not written it since: its first write is conditional on
 	// that revision (see instanceTracker.apply).
@@ -116,6 +120,9 @@ func (it *instanceTracker) follow(t *tracked) *tracked {
 func (it *instanceTracker) unfollow(id, jobID string) {
 	it.mu.Lock()
 	defer it.mu.Unlock()
+	if t, ok := it.active[id]; ok {
+		t.stale.Store(true) // a dispatch still holding it stops (see dispatcher.dispatchHeld)
+	}
 	it.dropLocked(id, jobID)
 }
 

@@ -11,8 +11,8 @@ package guest
 
 import (
 	"errors"
-	"runtime/debug"
 	"fmt"
+	"runtime/debug"
 	"sort"
 )
 
