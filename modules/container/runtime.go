@@ -60,12 +60,16 @@ var (
 )
 
 // defaultCache is the user's cache directory's jetworker/wazero (written
-// atomically, so processes share it), or one in-memory cache for the
-// process when there is no such directory.
+// atomically, so processes share it), else the temporary directory's
+// jetworker-wazero, else one in-memory cache for the process.
 func defaultCache() wazero.CompilationCache {
 	cacheOnce.Do(func() {
+		dirs := []string{filepath.Join(os.TempDir(), "jetworker-wazero")} // with no user cache directory (no HOME)
 		if dir, err := os.UserCacheDir(); err == nil {
-			if c, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "jetworker", "wazero")); err == nil {
+			dirs = append([]string{filepath.Join(dir, "jetworker", "wazero")}, dirs...)
+		}
+		for _, dir := range dirs {
+			if c, err := wazero.NewCompilationCacheWithDir(dir); err == nil {
 				cache = c
 				return
 			}
