@@ -8,7 +8,7 @@ import (
 
 // A worker missing from the registry is gone only if this server could
 // have heard it: it has been connected to NATS, and has owned the app, for
-// at least one worker TTL. Right after an outage (NATS restarted, the
+// at least two worker TTLs. Right after an outage (NATS restarted, the
 // registry entries expired meanwhile) or a takeover, every worker looks
 // gone until its next heartbeat; failing their instances then would fail
 // work that is still running (finding 3 of issue 8). Such a decision waits
@@ -60,7 +60,13 @@ func (d *dispatcher) absenceTrusted(app string) time.Time {
 	if at := d.acquiredAt[app]; at.After(since) {
 		since = at
 	}
-	return since.Add(d.ttl)
+	// Two TTLs, not one: a worker finds the new owner with its next
+	// discovery round, and a round whose request went to a paused or dead
+	// server waits for its timeout first. With one TTL a live worker
+	// could be failed over a few milliseconds before its first heartbeat
+	// reached the new owner (the soak: switched 3.13 s after a takeover
+	// with a 3 s TTL).
+	return since.Add(2 * d.ttl)
 }
 
 // whenGone runs fail once worker is known to be gone: now if absence is
