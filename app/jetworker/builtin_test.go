@@ -3,6 +3,8 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -59,6 +61,22 @@ func TestBuiltinProcessorsAcrossProcesses(t *testing.T) {
 	require.Contains(t, r.stdout, "SUCCEEDED: 200 OK pong")
 	r = run(t, "--nats", url, "instance", "run", "--app", "plain", "--processor", "http", "--params",
 		`{"method": "POST", "url": "`+web.URL+`/hook", "body": "x", "expect_status": 202}`, "--wait")
+	require.Zero(t, r.code, r.stderr)
+	require.Contains(t, r.stdout, "SUCCEEDED: 202 Accepted pong")
+
+	// The same from a job file: created (validated by the server), then
+	// run through the API.
+	jobFile := filepath.Join(t.TempDir(), "hook.yaml")
+	require.NoError(t, os.WriteFile(jobFile, []byte(`app: plain
+name: hook
+processor: http
+execute_type: standalone
+time_type: api
+params: '{"method": "POST", "url": "`+web.URL+`/hook", "expect_status": 202}'
+`), 0o600))
+	r = run(t, "--nats", url, "job", "create", "-f", jobFile)
+	require.Zero(t, r.code, r.stderr)
+	r = run(t, "--nats", url, "job", "run", strings.TrimSpace(r.stdout), "--wait")
 	require.Zero(t, r.code, r.stderr)
 	require.Contains(t, r.stdout, "SUCCEEDED: 202 Accepted pong")
 }
