@@ -109,7 +109,7 @@ func (s *Instances) PutCheckpoint(ctx context.Context, app string, c *Checkpoint
 	key := checkpointKeyPrefix + app
 	for range 3 {
 		if rev == 0 {
-			cur, curRev, err := s.getCheckpoint(ctx, app)
+			cur, curRev, err := s.GetCheckpoint(ctx, app)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				n, err := s.kv.Create(ctx, key, b)
@@ -136,10 +136,6 @@ func (s *Instances) PutCheckpoint(ctx context.Context, app string, c *Checkpoint
 // GetCheckpoint returns app's checkpoint and its revision; ErrNotFound
 // when there is none.
 func (s *Instances) GetCheckpoint(ctx context.Context, app string) (*Checkpoint, uint64, error) {
-	return s.getCheckpoint(ctx, app)
-}
-
-func (s *Instances) getCheckpoint(ctx context.Context, app string) (*Checkpoint, uint64, error) {
 	e, err := s.kv.Get(ctx, checkpointKeyPrefix+app)
 	if err != nil {
 		return nil, 0, mapErr(err)

@@ -139,12 +139,9 @@ func (s *Containers) Artifact(ctx context.Context, app, name, version string, li
 	return b, nil
 }
 
-// DeleteArtifact removes a stored module (one refused at push).
+// DeleteArtifact removes a stored module (one refused at push, or a
+// version dropped from the registry).
 func (s *Containers) DeleteArtifact(ctx context.Context, app, name, version string) {
-	s.deleteArtifact(ctx, app, name, version)
-}
-
-func (s *Containers) deleteArtifact(ctx context.Context, app, name, version string) {
 	_ = s.obj.Delete(ctx, artifactName(app, name, version))
 }
 
@@ -214,7 +211,7 @@ func (s *Containers) Update(ctx context.Context, app, name string, create bool, 
 			return nil, fmt.Errorf("container %s: %w", name, err)
 		}
 		for _, v := range dropped {
-			s.deleteArtifact(ctx, app, name, v)
+			s.DeleteArtifact(ctx, app, name, v)
 		}
 		return c, nil
 	}
@@ -248,7 +245,7 @@ func (s *Containers) Delete(ctx context.Context, app, name string) error {
 		return fmt.Errorf("container %s: %w", name, mapErr(err))
 	}
 	for _, v := range c.Versions {
-		s.deleteArtifact(ctx, app, name, v.Version)
+		s.DeleteArtifact(ctx, app, name, v.Version)
 	}
 	return nil
 }

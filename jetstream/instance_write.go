@@ -46,7 +46,6 @@ func (b *Batch) Put(in *Instance) error {
 	if err != nil {
 		return err
 	}
-	ttl := b.s.ttlOf(in)
 	if !b.s.batches {
 		f, err := b.s.js.PublishAsync(instanceSubject(in.ID), data, b.s.pubOpts(in, nil)...)
 		if err != nil {
@@ -63,7 +62,7 @@ func (b *Batch) Put(in *Instance) error {
 		}
 	}
 	var opts []jetstreamext.BatchMsgOpt
-	if ttl > 0 {
+	if ttl := b.s.ttlOf(in); ttl > 0 {
 		opts = append(opts, jetstreamext.WithBatchMsgTTL(ttl))
 	}
 	if _, err := b.fp.Add(instanceSubject(in.ID), data, opts...); err != nil {

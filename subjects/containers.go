@@ -65,10 +65,7 @@ func (m *ContainerRequest) Validate() error {
 	if err := ValidToken(m.Name); err != nil {
 		return fmt.Errorf("name: %w", err)
 	}
-	if m.Op == ContainerPush && !IsMD5(m.Version) {
-		return fmt.Errorf("version: %q is not a hex md5", m.Version)
-	}
-	if m.Version != "" && !IsMD5(m.Version) {
+	if (m.Op == ContainerPush || m.Version != "") && !IsMD5(m.Version) {
 		return fmt.Errorf("version: %q is not a hex md5", m.Version)
 	}
 	if m.URL != "" {

@@ -2,6 +2,7 @@ package subjects
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -38,7 +39,7 @@ type reader struct {
 
 const maxSyms = 16
 
-var errShort = fmt.Errorf("msgpack: unexpected end of data")
+var errShort = errors.New("msgpack: unexpected end of data")
 
 func (r *reader) code() (byte, error) {
 	if r.pos >= len(r.b) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -167,7 +168,7 @@ func containerCmd() *cobra.Command {
 					mark = "-"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", mark, v.Version, v.Size, when(v.PushedMS), orDash(v.By),
-					orDefault(v.URL, "object store"), strings.Join(v.Processors, " "))
+					cmp.Or(v.URL, "object store"), strings.Join(v.Processors, " "))
 			}
 			return tw.Flush()
 		}),
@@ -235,13 +236,6 @@ func short(v string) string {
 		return v[:12]
 	}
 	return v
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }
 
 func pusher() string {

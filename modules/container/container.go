@@ -33,7 +33,6 @@ type Container struct {
 	refs    int  // tasks running on this version
 	retired bool // replaced or destroyed: close when refs reach 0
 	closed  bool
-	onClose func()
 	// successor is the version that serves now (set by the Manager): a
 	// task that took this version just before it closed runs there.
 	successor func() *Container
@@ -98,7 +97,6 @@ func (c *Container) close(ctx context.Context) {
 		return
 	}
 	c.closed = true
-	onClose := c.onClose
 	c.mu.Unlock()
 	for {
 		select {
@@ -110,9 +108,6 @@ func (c *Container) close(ctx context.Context) {
 		break
 	}
 	_ = c.compiled.Close(ctx)
-	if onClose != nil {
-		onClose()
-	}
 }
 
 // instance is a pooled module instance and its output.
@@ -243,7 +238,7 @@ func hostLog(ctx context.Context, m api.Module, ptr, n uint32) {
 	if st == nil || st.tc == nil {
 		return
 	}
-	b, ok := readGuest(m, ptr, min(n, 64<<10))
+	b, ok := m.Memory().Read(ptr, min(n, 64<<10))
 	if !ok {
 		return
 	}
@@ -269,7 +264,7 @@ func hostMap(ctx context.Context, m api.Module, ptr, n, errPtr, errCap uint32) u
 	if st == nil || st.tc == nil {
 		return fail(errors.New("map outside a task"))
 	}
-	b, ok := readGuest(m, ptr, n)
+	b, ok := m.Memory().Read(ptr, n)
 	if !ok {
 		return fail(errors.New("map request outside the module's memory"))
 	}

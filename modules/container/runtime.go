@@ -219,11 +219,5 @@ func write(ctx context.Context, in *instance, b []byte) error {
 	return nil
 }
 
-// readGuest reads n bytes at ptr of m's memory.
-func readGuest(m api.Module, ptr, n uint32) ([]byte, bool) {
-	b, ok := m.Memory().Read(ptr, n)
-	return b, ok
-}
-
 // Close closes a container at once (one compiled to be inspected).
 func Close(c *Container) { c.close(context.Background()) }

@@ -29,7 +29,7 @@ type containers struct {
 	once sync.Once
 	rt   *container.Runtime
 	err  error
-	http *http.Client
+	http *http.Client // for modules pushed by URL
 }
 
 // maxPushBytes bounds a pushed module (the workers' default limit).
@@ -144,9 +144,6 @@ func (c *containers) inspect(ctx context.Context, req *subjects.ContainerRequest
 	var wasm []byte
 	var err error
 	if req.URL != "" {
-		if c.http == nil {
-			c.http = &http.Client{Timeout: 300 * time.Second}
-		}
 		wasm, err = container.Download(ctx, c.http, req.URL, maxPushBytes)
 	} else {
 		wasm, err = c.store.Artifact(ctx, req.App, req.Name, req.Version, maxPushBytes)

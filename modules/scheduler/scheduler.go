@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -100,7 +101,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 		cancel()
 		return err
 	}
-	s.cont = &containers{s: s, store: cstore}
+	s.cont = &containers{s: s, store: cstore, http: &http.Client{Timeout: 300 * time.Second}}
 	open := func(ctx context.Context) (njs.KeyWatcher, error) { return srv.Workers().Watch(ctx, "") }
 	w, err := open(context.Background())
 	if err != nil {
