@@ -115,6 +115,10 @@ type instance struct {
 	m              api.Module
 	alloc, call    api.Function // looked up once: a lookup makes a new call engine (and stack) each time
 	stdout, stderr *output
+	buf            []byte    // the encoded call, reused
+	stack          [1]uint64 // arguments in, results out (CallWithStack)
+	inPtr          uint32    // the guest's input buffer (jw_alloc)
+	inCap          int       // and its size
 }
 
 // get takes an idle instance, or instantiates one while the pool has
@@ -168,33 +172,34 @@ type callKey struct{}
 
 // call runs one request on a pooled instance.
 func (c *Container) call(ctx context.Context, tc *processor.TaskContext, req *guest.Call) (processor.Result, error) {
-	buf, err := req.MarshalBinary()
-	if err != nil {
-		return processor.Result{}, err
-	}
 	in, err := c.get(ctx)
 	if err != nil {
 		return processor.Result{}, fmt.Errorf("container %s: instance: %w", c.Name, err)
 	}
+	in.buf, _ = req.AppendBinary(in.buf[:0])
 	in.stdout.attach(tc.Logger)
 	in.stderr.attach(tc.Logger)
 	cctx := context.WithValue(ctx, callKey{}, &callState{ctx: ctx, tc: tc})
-	err = write(cctx, in, buf)
-	var out []byte
+	var rep guest.Reply
+	err = in.run(cctx)
 	if err == nil {
-		out, err = callFunc(cctx, in.m, in.call, uint64(len(buf)))
+		// Decoded before the instance goes back to the pool: the reply
+		// is read in place from the module's memory (its strings are
+		// copied out).
+		var out []byte
+		if out, err = in.reply(); err == nil {
+			if err = rep.UnmarshalBinary(out); err != nil {
+				err = fmt.Errorf("reply: %w", err)
+			}
+		}
 	}
 	in.stdout.detach()
 	in.stderr.detach()
 	if err != nil {
-		c.put(in, false) // trapped, exited or stopped: never reused
+		c.put(in, false) // trapped, exited, stopped or garbled: never reused
 		return processor.Result{}, explain(c.Name, err, in.stderr.why())
 	}
 	c.put(in, true)
-	var rep guest.Reply
-	if err := rep.UnmarshalBinary(out); err != nil {
-		return processor.Result{}, fmt.Errorf("container %s: reply: %w", c.Name, err)
-	}
 	if rep.Error != "" {
 		return processor.Result{}, fmt.Errorf("container %s: %s", c.Name, rep.Error)
 	}

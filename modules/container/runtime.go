@@ -204,19 +204,39 @@ func callFunc(ctx context.Context, m api.Module, fn api.Function, args ...uint64
 	return append([]byte(nil), b...), nil
 }
 
-// write copies in into the guest's input buffer (jw_alloc).
-func write(ctx context.Context, in *instance, b []byte) error {
-	res, err := in.alloc.Call(ctx, uint64(len(b)))
-	if err != nil {
-		return err
+// minCallBuffer is the smallest input buffer asked of a guest: most
+// calls fit, so jw_alloc runs once per instance, not once per call.
+const minCallBuffer = 4 << 10
+
+// run copies the encoded call into the guest's input buffer and calls
+// jw_call; the reply's address is left in in.stack. The buffer is asked
+// for (jw_alloc) only when the call is longer than the last one given:
+// every export call costs microseconds under the termination checks.
+func (in *instance) run(ctx context.Context) error {
+	if len(in.buf) > in.inCap {
+		in.stack[0] = uint64(max(len(in.buf), minCallBuffer))
+		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
+			return err
+		}
+		in.inPtr, in.inCap = uint32(in.stack[0]), max(len(in.buf), minCallBuffer)
 	}
-	if len(b) == 0 {
-		return nil
-	}
-	if len(res) != 1 || !in.m.Memory().Write(uint32(res[0]), b) {
+	if len(in.buf) > 0 && !in.m.Memory().Write(in.inPtr, in.buf) {
+		in.inCap = 0
 		return errors.New("jw_alloc returned a buffer outside its memory")
 	}
-	return nil
+	in.stack[0] = uint64(len(in.buf))
+	return in.call.CallWithStack(ctx, in.stack[:])
+}
+
+// reply is the bytes jw_call returned, in place in the module's memory
+// (valid until the instance's next call).
+func (in *instance) reply() ([]byte, error) {
+	ptr, n := uint32(in.stack[0]>>32), uint32(in.stack[0])
+	b, ok := in.m.Memory().Read(ptr, n)
+	if !ok {
+		return nil, fmt.Errorf("jw_call returned bytes outside its memory (%d+%d)", ptr, n)
+	}
+	return b, nil
 }
 
 // Close closes a container at once (one compiled to be inspected).

@@ -1,6 +1,8 @@
 package guest
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -66,4 +68,35 @@ func TestHandle(t *testing.T) {
 	require.Contains(t, call(Call{Op: "process", Processor: "echo", Task: Task{InstanceParams: "panic"}}).Error, "panicked: boom")
 	require.Contains(t, handle([]byte{9}).Error, "decode call")
 	require.Equal(t, "echo", manifest().Processors[0].Name)
+}
+
+// TestCallsAreNotReused: what a processor is given (the Task, its
+// strings and payload) stays as it was after later calls, though calls
+// are decoded without allocating (into shared chunks and slabs); long
+// fields take the slow path and come through whole.
+func TestCallsAreNotReused(t *testing.T) {
+	var kept []*Task
+	var params []string
+	Register("keep", Definition{Process: func(t *Task) Result {
+		kept = append(kept, t)
+		params = append(params, t.InstanceParams)
+		return OK(string(t.Payload))
+	}})
+	long := strings.Repeat("x", 300)
+	var want []string
+	for i := range 2000 { // more than a slab and a chunk hold
+		p := strconv.Itoa(i)
+		if i%100 == 0 {
+			p += long
+		}
+		want = append(want, p)
+		b, _ := (&Call{Op: "process", Processor: "keep", Task: Task{InstanceParams: p, Payload: []byte(p)}}).MarshalBinary()
+		rep := handle(b)
+		require.Equal(t, OK(p), rep.Result)
+	}
+	for i, p := range want {
+		require.Equal(t, p, kept[i].InstanceParams)
+		require.Equal(t, p, params[i])
+		require.Equal(t, p, string(kept[i].Payload))
+	}
 }

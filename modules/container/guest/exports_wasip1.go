@@ -33,9 +33,18 @@ func jwManifest() uint64 {
 
 //go:wasmexport jw_call
 func jwCall(n uint32) uint64 {
+	if uint64(n) > uint64(cap(inBuf)) {
+		return replyError("jw_call: the call is longer than the buffer jw_alloc gave")
+	}
 	rep := handle(inBuf[:n])
-	b, _ := rep.MarshalBinary()
-	return reply(b)
+	outBuf, _ = rep.AppendBinary(outBuf[:0]) // the host has read the last reply
+	return reply(outBuf)
+}
+
+func replyError(msg string) uint64 {
+	rep := Reply{Error: msg}
+	outBuf, _ = rep.AppendBinary(outBuf[:0])
+	return reply(outBuf)
 }
 
 // reply keeps b and returns its address and length packed (address in

@@ -153,15 +153,28 @@ type Reply struct {
 	Appended map[string]string
 }
 
+var (
+	callChunks chunks
+	callSlab   slab
+	// The processor of the last call: most calls name the same one (a
+	// map lookup hashes the name, which costs in a guest).
+	lastName string
+	lastDef  Definition
+)
+
 // handle runs one call.
 func handle(in []byte) (out Reply) {
-	var c Call
-	if err := c.UnmarshalBinary(in); err != nil {
+	c := callSlab.next()
+	if err := c.decode(callChunks.copy(in)); err != nil {
 		return Reply{Error: "decode call: " + err.Error()}
 	}
-	d, ok := processors[c.Processor]
-	if !ok {
-		return Reply{Error: fmt.Sprintf("no processor %q in this container", c.Processor)}
+	d := lastDef
+	if c.Processor != lastName || d.Process == nil {
+		var ok bool
+		if d, ok = processors[c.Processor]; !ok {
+			return Reply{Error: fmt.Sprintf("no processor %q in this container", c.Processor)}
+		}
+		lastName, lastDef = c.Processor, d
 	}
 	defer func() {
 		if r := recover(); r != nil {
