@@ -20,6 +20,7 @@ import (
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/scheduler"
 	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/modules/worker"
 )
 
@@ -27,7 +28,7 @@ import (
 // events into slog at debug level.
 func Common(cfg config.File, log *slog.Logger) fx.Option {
 	return fx.Options(
-		fx.Supply(cfg.NATS, cfg.Server, cfg.Worker, cfg.Scheduler, log),
+		fx.Supply(cfg.NATS, cfg.Server, cfg.Worker, cfg.Scheduler, cfg.Telemetry, log),
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.SlogLogger{Logger: log.With("component", "fx")}
 			l.UseLogLevel(slog.LevelDebug)
@@ -42,14 +43,14 @@ func Common(cfg config.File, log *slog.Logger) fx.Option {
 // Server is the scheduler server process: NATS (embedded or external) and
 // the server module.
 func Server(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
-	return fx.Options(Common(cfg, log), natsconn.Module, server.Module, scheduler.Module,
+	return fx.Options(Common(cfg, log), telemetry.Module("server", telemetry.Options{}), natsconn.Module, server.Module, scheduler.Module,
 		fx.Invoke(func(*server.Server) {}), fx.Options(extra...))
 }
 
 // Worker is a worker process: NATS and the worker module. Processors and
 // collectors come in through extra (worker.AsProcessor, worker.AsCollector).
 func Worker(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
-	return fx.Options(Common(cfg, log), natsconn.Module, worker.Module, fx.Options(extra...))
+	return fx.Options(Common(cfg, log), telemetry.Module("worker", telemetry.Options{}), natsconn.Module, worker.Module, fx.Options(extra...))
 }
 
 // ErrInterrupted is returned by Run when a signal came during start-up.

@@ -15,6 +15,7 @@ import (
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/scheduler"
 	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/modules/worker"
 )
 
@@ -48,8 +49,8 @@ func DevStack(cfg config.File, log *slog.Logger, o DevOptions) fx.Option {
 		o.Workers = 2
 	}
 	cfg.Worker.App = o.App
-	return fx.Options(Common(cfg, log), natsconn.Module, server.Module, scheduler.Module,
-		fx.Invoke(func(lc fx.Lifecycle, conn *natsconn.Conn, srv *server.Server, sch *scheduler.Scheduler) error {
+	return fx.Options(Common(cfg, log), telemetry.Module("dev", telemetry.Options{}), natsconn.Module, server.Module, scheduler.Module,
+		fx.Invoke(func(lc fx.Lifecycle, conn *natsconn.Conn, srv *server.Server, sch *scheduler.Scheduler, tel *telemetry.Telemetry) error {
 			d := &Dev{Conn: conn, Server: srv, Scheduler: sch, App: o.App}
 			// After the server: register the app, then start the workers
 			// (in reverse at stop: workers drain before the server stops).
@@ -60,8 +61,10 @@ func DevStack(cfg config.File, log *slog.Logger, o DevOptions) fx.Option {
 				}
 				return nil
 			}})
+			wopts := o.WorkerOptions
+			wopts.Telemetry = tel
 			for range o.Workers {
-				w, err := worker.New(cfg.Worker, conn, log, o.WorkerOptions)
+				w, err := worker.New(cfg.Worker, conn, log, wopts)
 				if err != nil {
 					return err
 				}

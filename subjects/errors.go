@@ -9,12 +9,19 @@ import (
 const (
 	// HeaderError marks a reply whose body is an Error; its value is the code.
 	HeaderError = "Jw-Error"
-	// HeaderInstance and HeaderTask identify the instance and task a message
-	// is about, for tracing and troubleshooting without decoding the body.
+	// HeaderApp, HeaderJob, HeaderInstance and HeaderTask identify the app,
+	// job, instance and task a message is about, for tracing and
+	// troubleshooting without decoding the body (jetworker trace filters
+	// on them). A message about many instances (a batch) carries them only
+	// when all its items share the value.
+	HeaderApp      = "Jw-App"
+	HeaderJob      = "Jw-Job"
 	HeaderInstance = "Jw-Instance"
 	HeaderTask     = "Jw-Task"
-	// HeaderTraceparent is the W3C trace context header.
+	// HeaderTraceparent and HeaderTracestate are the W3C trace context
+	// headers.
 	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
 )
 
 // Code classifies an error reply. Codes are stable strings so that non-Go

@@ -21,6 +21,15 @@ var quickWorker = []string{"JETWORKER_WORKER_HEALTH_INTERVAL=200ms", "JETWORKER_
 // by the test (startEnv with quickWorker).
 func processStack(t *testing.T, apps ...string) string {
 	t.Helper()
+	url := natsWithApps(t, apps...)
+	startEnv(t, []string{"JETWORKER_SERVER_WORKER_TTL=3s"}, "server", "--nats", url, "--id", "srv-a")
+	return url
+}
+
+// natsWithApps starts an embedded NATS with apps registered and returns
+// its URL.
+func natsWithApps(t *testing.T, apps ...string) string {
+	t.Helper()
 	ns := natstest.Server(t)
 	url := ns.ClientURL()
 	conn := natstest.Conn(t, ns)
@@ -32,7 +41,6 @@ func processStack(t *testing.T, apps ...string) string {
 		_, err = reg.Create(ctx, a, 1)
 		require.NoError(t, err)
 	}
-	startEnv(t, []string{"JETWORKER_SERVER_WORKER_TTL=3s"}, "server", "--nats", url, "--id", "srv-a")
 	return url
 }
 

@@ -41,6 +41,7 @@ func devCmd() *cobra.Command {
 	var port, workers int
 	var storeDir, appName string
 	var noDemo bool
+	var tel func(*config.File)
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run embedded NATS, a server, workers and a demo app in one process",
@@ -51,6 +52,7 @@ func devCmd() *cobra.Command {
 			}
 			applyEmbedded(cmd, &cfg.NATS.Embedded, port, storeDir)
 			cfg.NATS.URLs = nil
+			tel(&cfg)
 			// Dev-friendly periods: see changes in seconds, not minutes.
 			if cfg.Worker.Health.Interval == 0 || cfg.Worker.Health.Interval == 15*time.Second {
 				cfg.Worker.Health.Interval = 2 * time.Second
@@ -63,6 +65,7 @@ func devCmd() *cobra.Command {
 	cmd.Flags().IntVar(&workers, "workers", 2, "workers to run in this process")
 	cmd.Flags().StringVar(&appName, "app", "demo", "demo app name")
 	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "do not run the demo jobs")
+	tel = telemetryFlags(cmd)
 	return cmd
 }
 
@@ -70,6 +73,7 @@ func serverCmd() *cobra.Command {
 	var port int
 	var storeDir, id string
 	var embedded bool
+	var tel func(*config.File)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a scheduler server (connects to nats://127.0.0.1:4222 unless --nats or --embedded)",
@@ -96,18 +100,21 @@ nats://127.0.0.1:4222, where ` + "`jetworker nats`" + ` or ` + "`jetworker dev`"
 			if id != "" {
 				cfg.Server.ID = id
 			}
+			tel(&cfg)
 			return app.Run(app.Server(cfg, log), 30*time.Second, 30*time.Second)
 		},
 	}
 	embeddedFlags(cmd, &port, &storeDir)
 	cmd.Flags().BoolVar(&embedded, "embedded", false, "run an embedded NATS node (with JetStream) in this process instead of connecting to --nats")
 	cmd.Flags().StringVar(&id, "id", "", "server id (default: generated)")
+	tel = telemetryFlags(cmd)
 	return cmd
 }
 
 func workerCmd() *cobra.Command {
 	var appName, tags string
 	var lazy bool
+	var tel func(*config.File)
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker for an app (connects to nats://127.0.0.1:4222 unless --nats)",
@@ -125,6 +132,7 @@ func workerCmd() *cobra.Command {
 			if lazy {
 				cfg.Worker.Discovery.AllowLazyConnect = true
 			}
+			tel(&cfg)
 			if err := cfg.Worker.Validate(); err != nil {
 				return err
 			}
@@ -137,6 +145,7 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&appName, "app", "", "app this worker serves (required)")
 	cmd.Flags().StringVar(&tags, "tags", "", "comma-separated tags advertised for dispatch")
 	cmd.Flags().BoolVar(&lazy, "allow-lazy-connect", false, "start even when no server answers, and keep asserting in the background")
+	tel = telemetryFlags(cmd)
 	return cmd
 }
 

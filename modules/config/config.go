@@ -22,6 +22,7 @@ import (
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/scheduler"
 	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/modules/worker"
 )
 
@@ -34,6 +35,7 @@ type File struct {
 	Server    server.Config    `yaml:"server"`
 	Worker    worker.Config    `yaml:"worker"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
+	Telemetry telemetry.Config `yaml:"telemetry"`
 	Log       Log              `yaml:"log"`
 }
 

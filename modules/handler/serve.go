@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -35,6 +36,9 @@ type Outcome struct {
 // a ref that is also in the answer, so that a user's report can be found
 // in the log. Handle never panics itself.
 func Handle(ctx context.Context, log *slog.Logger, fn Func, msg *nats.Msg) (*nats.Msg, Outcome) {
+	// The sender's span and refs (telemetry.Inject): the handler's spans
+	// continue the sender's trace.
+	ctx = telemetry.Extract(ctx, msg.Header)
 	reply, err, panicked := call(ctx, log, fn, msg)
 	if errors.Is(err, ErrDeferred) {
 		return nil, Outcome{Deferred: true}
@@ -61,7 +65,7 @@ func Handle(ctx context.Context, log *slog.Logger, fn Func, msg *nats.Msg) (*nat
 	if msg.Reply == "" {
 		return nil, out
 	}
-	answer := &nats.Msg{Subject: msg.Reply, Data: data, Header: nats.Header{}}
+	answer := rpc.Message(ctx, msg.Reply, reply, data)
 	if wire != nil {
 		answer = rpc.Encode(nil, wire)
 		answer.Subject = msg.Reply

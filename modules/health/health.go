@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/shirou/gopsutil/v3/cpu"
 	"github.com/shirou/gopsutil/v3/disk"
 	"github.com/shirou/gopsutil/v3/load"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/jetworker/jetworker/modules/identity"
 	"github.com/jetworker/jetworker/modules/natsconn"
+	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -225,7 +225,7 @@ func (r *Reporter) Beat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.conn.NC().PublishMsg(&nats.Msg{Subject: subjects.HeartbeatSubject(r.id.App, srv), Data: data}); err != nil {
+	if err := r.conn.NC().PublishMsg(rpc.Message(ctx, subjects.HeartbeatSubject(r.id.App, srv), hb, data)); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	r.sent.Add(1)

@@ -285,3 +285,12 @@ func (r *Router) Stop(ctx context.Context) error {
 	r.subs = nil
 	return nil
 }
+
+// Depths is each mailbox's queue length now (a metric read at scrape).
+func (r *Router) Depths() map[string]float64 {
+	out := make(map[string]float64, len(r.boxes))
+	for name, b := range r.boxes {
+		out[name] = float64(len(b.queue))
+	}
+	return out
+}

@@ -17,6 +17,10 @@ type Executor struct {
 	Logger func(instanceID, taskID string) *slog.Logger
 	// MaxResultBytes bounds a result message (zero means 4096).
 	MaxResultBytes int
+	// Observe, when set, wraps every processor call (the worker's
+	// metrics and spans): it returns the context the call runs with and
+	// a function that sees the result.
+	Observe func(ctx context.Context, t *Task) (context.Context, func(Result))
 }
 
 // Task is what the engine knows about one run of a task.
@@ -33,6 +37,11 @@ type Task struct {
 	Payload        []byte
 	// Mapper lets the task map sub-tasks (nil outside map jobs).
 	Mapper Mapper
+	// Processor names the processor (for metrics and spans).
+	Processor string
+	// Step is the call: "" for Process, else "reduce", "pre_process" or
+	// "post_process".
+	Step string
 }
 
 // Load returns the processor of a job; errors are the Loader's.
@@ -62,5 +71,11 @@ func (e *Executor) Execute(ctx context.Context, p Processor, t *Task) Result {
 // TaskContext, under Run's rules.
 func (e *Executor) Step(ctx context.Context, t *Task, fn func(ctx context.Context, tc *TaskContext) (Result, error)) Result {
 	tc := e.Context(t)
-	return Run(ctx, e.MaxResultBytes, func(ctx context.Context) (Result, error) { return fn(ctx, tc) })
+	if e.Observe == nil {
+		return Run(ctx, e.MaxResultBytes, func(ctx context.Context) (Result, error) { return fn(ctx, tc) })
+	}
+	ctx, done := e.Observe(ctx, t)
+	res := Run(ctx, e.MaxResultBytes, func(ctx context.Context) (Result, error) { return fn(ctx, tc) })
+	done(res)
+	return res
 }

@@ -20,8 +20,10 @@ type mapper struct{ t *tracker }
 // Map sends the sub-tasks to the task tracker in chunks and returns once
 // each chunk is acknowledged (durably recorded). Tries are bounded so that
 // a processor is not stuck when its tracker is gone.
-func (m mapper) Map(ctx context.Context, parentID string, tasks []processor.MappedTask) error {
+func (m mapper) Map(ctx context.Context, parentID string, tasks []processor.MappedTask) (err error) {
 	t := m.t
+	ctx, end := t.pool.mapSpan(ctx, t.instanceID, parentID, len(tasks))
+	defer func() { end(err) }()
 	for start := 0; start < len(tasks); {
 		end, size := start, 0
 		for end < len(tasks) && end-start < mapChunkTasks && size+len(tasks[end].Payload) < mapChunkBytes {

@@ -21,6 +21,7 @@ import (
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -40,6 +41,7 @@ type Pool struct {
 	executed atomic.Uint64
 	cancel   context.CancelFunc
 	done     chan struct{}
+	tel      *telemetry.Telemetry
 }
 
 // New builds a pool; loader finds processors, logs feeds task loggers.
@@ -215,7 +217,7 @@ func (p *Pool) handleStartTasks(ctx context.Context, msg *nats.Msg) (subjects.Me
 			p.mu.Unlock()
 			return nil, subjects.Errorf(subjects.CodeOverloaded, "worker %s runs %d instances, limit %d", p.id.WorkerID, len(p.trackers), p.cfg.MaxTrackers)
 		}
-		tr = newTracker(p, &req)
+		tr = newTracker(ctx, p, &req)
 		p.trackers[req.InstanceID] = tr
 	}
 	p.mu.Unlock()
@@ -263,3 +265,6 @@ func (p *Pool) handleStop(_ context.Context, msg *nats.Msg) (subjects.Message, e
 	}
 	return &subjects.Ack{}, nil
 }
+
+// Executor runs this pool's tasks: the worker sets its Observe.
+func (p *Pool) Executor() *processor.Executor { return p.exec }

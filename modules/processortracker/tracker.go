@@ -1,6 +1,8 @@
 package processortracker
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"context"
 	"errors"
 	"fmt"
@@ -42,13 +44,17 @@ type tracker struct {
 	wg      sync.WaitGroup
 }
 
-func newTracker(p *Pool, req *subjects.StartTasks) *tracker {
+func newTracker(from context.Context, p *Pool, req *subjects.StartTasks) *tracker {
 	conc := req.Job.Concurrency
 	if conc <= 0 {
 		conc = 5
 	}
 	conc = min(conc, p.cfg.MaxConcurrency)
 	ctx, cancel := context.WithCancel(context.Background())
+	// The tasks' spans are children of the task tracker's (the sender's).
+	if sc := trace.SpanContextFromContext(from); sc.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+	}
 	tr := &tracker{pool: p, instanceID: req.InstanceID, job: req.Job, params: req.Params, ctx: ctx, cancel: cancel,
 		trackerID: req.TrackerID, epoch: req.Epoch, queue: make(chan subjects.TaskSpec, p.cfg.QueueSize+conc),
 		known: map[string]int{}, lastActive: time.Now(), kick: make(chan struct{}, 1)}
@@ -163,7 +169,8 @@ func (t *tracker) execute(task subjects.TaskSpec) subjects.TaskReport {
 	proc := t.proc
 	t.mu.Unlock()
 	res := t.pool.exec.Execute(t.ctx, proc, &processor.Task{JobID: t.job.JobID, InstanceID: t.instanceID, TaskID: task.TaskID, TaskName: task.TaskName,
-		JobParams: t.job.Params, InstanceParams: t.params, MaxRetry: t.job.TaskRetries, CurrentRetry: task.Attempt, Payload: task.Payload, Mapper: m})
+		JobParams: t.job.Params, InstanceParams: t.params, MaxRetry: t.job.TaskRetries, CurrentRetry: task.Attempt, Payload: task.Payload, Mapper: m,
+		Processor: t.job.Processor})
 	state := subjects.TaskSucceeded
 	if !res.Success {
 		state = subjects.TaskFailed

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -28,7 +29,7 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, req, reply subj
 	if err != nil {
 		return fmt.Errorf("request %s: %w", subject, err)
 	}
-	msg, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
+	msg, err := nc.RequestMsgWithContext(ctx, Message(ctx, subject, req, data))
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("request %s: %w", subject, ErrNoResponders)
@@ -40,17 +41,27 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, req, reply subj
 	return DecodeReply(msg, reply)
 }
 
-// Publish sends m on subject without waiting for an answer (a fan-out
-// whose receivers catch up on their own when they miss it).
-func Publish(nc *nats.Conn, subject string, m subjects.Message) error {
+// Publish sends m on subject without waiting for an answer (a fan-out,
+// or a report whose loss the receiver survives).
+func Publish(ctx context.Context, nc *nats.Conn, subject string, m subjects.Message) error {
 	data, err := subjects.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
-	if err := nc.Publish(subject, data); err != nil {
+	if err := nc.PublishMsg(Message(ctx, subject, m, data)); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return nil
+}
+
+// Message is the one place a jetworker message is made: data (m
+// encoded) on subject with the tracing headers (telemetry.Inject: the
+// Jw-* refs of m and the subject, and the traceparent of ctx's span or
+// of m's instance).
+func Message(ctx context.Context, subject string, m any, data []byte) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 4)}
+	telemetry.Inject(ctx, msg.Header, subject, m)
+	return msg
 }
 
 // DecodeReply decodes a reply message into reply, or returns its typed

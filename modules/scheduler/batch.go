@@ -64,17 +64,19 @@ func (s *Scheduler) handleRunBatch(ctx context.Context, req *subjects.RunBatch) 
 		return nil, subjects.Errorf(subjects.CodeInternal, "create instances: %v", err)
 	}
 	s.ix.created(recs...)
+	s.inst.obs.created(recs...)
+	born := time.Now()
 	byWorker := map[string][]dueItem{}
 	pins := batchPins{}
 	for i, rec := range recs {
 		reply.Results[i] = subjects.RunResult{InstanceID: rec.ID, TrackerWorker: rec.TrackerWorker}
 		switch {
 		case rec.State == subjects.InstanceWaitingDispatch:
-			t := s.inst.follow(&tracked{rec: rec})
+			t := s.inst.follow(&tracked{rec: rec, born: born})
 			go s.d.dispatch(s.ctx, t, false)
 			pins.add(rec)
 		case !rec.State.Final():
-			t := s.inst.follow(&tracked{rec: rec})
+			t := s.inst.follow(&tracked{rec: rec, born: born})
 			byWorker[rec.TrackerWorker] = append(byWorker[rec.TrackerWorker], dueItem{t: t, rec: rec, allowed: allowedOf[i], epoch: 1})
 			pins.add(rec)
 		}

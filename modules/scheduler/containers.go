@@ -176,7 +176,7 @@ func (c *containers) inspect(ctx context.Context, req *subjects.ContainerRequest
 // broadcast tells every worker of the app (a worker that misses it
 // catches up from the registry at start or at first use).
 func (c *containers) broadcast(m *subjects.DeployContainer) error {
-	return rpc.Publish(c.s.srv.Conn().NC(), subjects.WorkersBroadcast(m.App, subjects.MailboxDeployContainer), m)
+	return rpc.Publish(context.Background(), c.s.srv.Conn().NC(), subjects.WorkersBroadcast(m.App, subjects.MailboxDeployContainer), m)
 }
 
 func stateOf(e *jetstream.Container) subjects.ContainerState {

@@ -159,8 +159,9 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 				Workers: others(allowed, tracker), Resume: resume, Epoch: epoch}
 			var reply subjects.RunReply
 			var err error
+			sctx, span := d.inst.obs.dispatchSpan(ctx, &rec, tracker, resume)
 			for try := 0; ; try++ {
-				dctx, cancel := context.WithTimeout(ctx, d.cfg.DispatchTimeout)
+				dctx, cancel := context.WithTimeout(sctx, d.cfg.DispatchTimeout)
 				err = rpc.Request(dctx, d.srv.Conn().NC(), subjects.WorkerVerb(rec.App, tracker, subjects.MailboxTaskTracker, verb), run, &reply)
 				cancel()
 				// A conflict means the worker still tracks an older run of
@@ -181,6 +182,7 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 				case <-ctx.Done():
 				}
 			}
+			d.inst.obs.dispatched(span, rec.App, err, resume)
 			if errors.Is(err, rpc.ErrTimeout) && !resume {
 				// The worker did not answer twice: it may have the instance
 				// (a stalled process runs what it queued when it wakes), so

@@ -35,7 +35,8 @@ func (d *dispatcher) create(ctx context.Context, rec *jetstream.Instance) (*trac
 		return nil, fmt.Errorf("create instance %s: %w", rec.ID, err)
 	}
 	d.ix.created(rec)
-	t := &tracked{rec: rec, own: true}
+	d.inst.obs.created(rec)
+	t := &tracked{rec: rec, own: true, born: time.Now()}
 	t = d.inst.follow(t)
 	return t, nil
 }
@@ -48,6 +49,7 @@ func (d *dispatcher) record(ctx context.Context, rec *jetstream.Instance) error 
 		return err
 	}
 	d.ix.created(rec)
+	d.inst.obs.created(rec)
 	return nil
 }
 

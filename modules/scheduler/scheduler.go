@@ -19,6 +19,7 @@ import (
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/handler"
 	"github.com/jetworker/jetworker/modules/server"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -43,6 +44,7 @@ type Scheduler struct {
 	ret  *retention       // how long final records are kept
 	ix   *indexer         // the instance index chains (pages, counts)
 	cont *containers      // the container registry (owner side)
+	tel  *telemetry.Telemetry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -59,6 +61,10 @@ func New(cfg Config, srv *server.Server) *Scheduler {
 	s.tr = newTriggers(cfg, srv, s.d, s.reg)
 	return s
 }
+
+// SetTelemetry gives the scheduler its process's telemetry (before
+// Start; fx does it).
+func (s *Scheduler) SetTelemetry(t *telemetry.Telemetry) { s.tel = t }
 
 // Instances is the instance store (nil before Start).
 func (s *Scheduler) Instances() *jetstream.Instances { return s.instances }
@@ -92,6 +98,8 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 		s.tr.finalized(rec)
 	})
 	s.inst.owns = srv.Ownership().Owns
+	s.inst.obs = newObserver(s.tel)
+	s.tel.Metrics().GaugeVecFunc("jetworker_instances_active", "Unfinished instances of the apps this server owns, by app.", "app", s.inst.activeByApp)
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		cancel()
 		return err
@@ -129,6 +137,15 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.tel.Ready("server "+srv.ID(), func() error {
+		switch {
+		case rctx.Err() != nil:
+			return errors.New("stopping")
+		case !srv.Conn().NC().IsConnected():
+			return errors.New("NATS disconnected")
+		}
+		return nil
+	})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/subjects"
 )
 
 // recordStore is what the instance tracker needs of the instance store:
@@ -48,6 +49,9 @@ type tracked struct {
 	// for one of a run-batch that has not changed since its creation: it
 	// is read from its batch record, which expires; see pin).
 	own bool
+	// born and accepted are when this server created the instance and
+	// saw a worker take it (monotonic; zero when it did not: adopted).
+	born, accepted time.Time
 }
 
 // snapshot copies the record.
@@ -88,6 +92,8 @@ type instanceTracker struct {
 	log   *slog.Logger
 	// onFinal runs (outside every lock) when an instance becomes final.
 	onFinal func(*jetstream.Instance)
+	// obs sees every change (metrics and spans).
+	obs observer
 	// owns reports whether this server owns an app now (nil: always). A
 	// change of a record of an app it does not own is refused: a server
 	// that was paused past its lease must not write from its stale copies.
@@ -255,7 +261,12 @@ func (it *instanceTracker) applyIn(t *tracked, fn func(*jetstream.Instance) bool
 			return nil, err
 		}
 	}
-	wasFinal := t.rec.State.Final()
+	prev := t.rec.State
+	wasFinal := prev.Final()
+	if prev < subjects.InstanceRunning && next.State >= subjects.InstanceRunning && t.accepted.IsZero() {
+		t.accepted = time.Now()
+	}
+	born, accepted := t.born, t.accepted
 	t.rec, t.own = &next, true
 	final := next.State.Final() && !wasFinal
 	if final {
@@ -266,6 +277,9 @@ func (it *instanceTracker) applyIn(t *tracked, fn func(*jetstream.Instance) bool
 		it.mu.Unlock()
 	}
 	t.mu.Unlock()
+	if prev != next.State {
+		it.obs.changed(t, prev, &next, born, accepted)
+	}
 	if final && it.onFinal != nil {
 		it.onFinal(&next)
 	}
@@ -367,3 +381,14 @@ func waitAck(ctx context.Context, f njs.PubAckFuture) error {
 
 // writeTimeout bounds the wait for one write of an instance record.
 const writeTimeout = 10 * time.Second
+
+// activeByApp counts the followed instances by app (a metric read at
+// scrape time; records are read the way activeWhere reads them).
+func (it *instanceTracker) activeByApp() map[string]float64 {
+	out := map[string]float64{}
+	it.activeWhere(func(r *jetstream.Instance) bool {
+		out[r.App]++
+		return false
+	})
+	return out
+}

@@ -233,7 +233,11 @@ func (h *heavy) checkDone() {
 	// the loop: user code may take its time.
 	failed := int(h.counts.Failed)
 	go func() {
-		res, ok := h.runHook(func(ctx context.Context, p processor.Processor, tc *processor.TaskContext) (processor.Result, bool, error) {
+		step := "reduce"
+		if job.ExecuteType == subjects.ExecBroadcast {
+			step = "post_process"
+		}
+		res, ok := h.runHook(step, func(ctx context.Context, p processor.Processor, tc *processor.TaskContext) (processor.Result, bool, error) {
 			tc.FailedTasks = failed
 			return reduceHook(ctx, job.ExecuteType, p, tc, results)
 		})
@@ -260,6 +264,7 @@ func (h *heavy) checkDone() {
 // purges the instance's task_info entries and ends the loop.
 func (h *heavy) finish(state subjects.InstanceState, result string) {
 	h.finalizing = true
+	endTrack(h.span, state, result)
 	h.last = h.snapshot(0, 0)
 	h.last.State = state
 	st := &subjects.InstanceStatus{InstanceID: h.run.InstanceID, JobID: h.run.Job.JobID, State: state, Counts: h.counts, Result: result, Epoch: h.run.Epoch}

@@ -38,8 +38,9 @@ type frequent struct {
 	wg        sync.WaitGroup
 }
 
-func (m *Manager) startFrequent(run *subjects.RunInstance) *frequent {
+func (m *Manager) startFrequent(from context.Context, run *subjects.RunInstance) *frequent {
 	ctx, cancel := context.WithCancel(m.ctx)
+	ctx = withSender(from, ctx)
 	f := &frequent{m: m, run: *run, period: time.Duration(run.Job.PeriodMS) * time.Millisecond, ctx: ctx, cancel: cancel}
 	go f.loop()
 	return f

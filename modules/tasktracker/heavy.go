@@ -1,6 +1,8 @@
 package tasktracker
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -27,6 +29,7 @@ type heavy struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	span   trace.Span // jw.track, ended by finish (nil when spans are not exported)
 	events chan func()
 	acks   chan ackJob
 	acked  chan struct{} // closed once ackLoop has waited for every write
@@ -85,7 +88,8 @@ func (m *Manager) startHeavy(ctx context.Context, run *subjects.RunInstance) (*h
 // startHeavyWith is startHeavy over the given store and sender.
 func (m *Manager) startHeavyWith(ctx context.Context, run *subjects.RunInstance, st taskStore, out ptSender) (*heavy, error) {
 	hctx, cancel := context.WithCancel(m.ctx)
-	h := &heavy{m: m, run: *run, st: st, out: out, ctx: hctx, cancel: cancel,
+	hctx, span := m.trackSpan(ctx, hctx, run)
+	h := &heavy{m: m, run: *run, st: st, out: out, ctx: hctx, cancel: cancel, span: span,
 		events: make(chan func(), 1024), acks: make(chan ackJob, 1024), acked: make(chan struct{}), done: make(chan struct{}),
 		tasks: map[string]*task{}, pinned: map[string][]string{}, pts: map[string]*ptInfo{}}
 	if lim := run.Job.TimeLimitMS; lim > 0 {
@@ -271,7 +275,7 @@ func (h *heavy) begin() {
 		return
 	}
 	go func() {
-		res, ok := h.runHook(func(ctx context.Context, p processor.Processor, tc *processor.TaskContext) (processor.Result, bool, error) {
+		res, ok := h.runHook("pre_process", func(ctx context.Context, p processor.Processor, tc *processor.TaskContext) (processor.Result, bool, error) {
 			pre, ok := p.(processor.PreProcessor)
 			if !ok {
 				return processor.Result{}, false, nil

@@ -14,7 +14,7 @@ type hookFunc func(ctx context.Context, p processor.Processor, tc *processor.Tas
 // runHook runs a pre-process, post-process or reduce step on this worker
 // (PowerJob's LAST task), with the instance's context. implemented is false
 // when the processor does not have the step.
-func (h *heavy) runHook(fn hookFunc) (res processor.Result, implemented bool) {
+func (h *heavy) runHook(step string, fn hookFunc) (res processor.Result, implemented bool) {
 	ctx := h.ctx
 	p, err := h.m.exec.Load(ctx, h.run.Job.ProcessorType, h.run.Job.Processor)
 	if err != nil {
@@ -22,7 +22,7 @@ func (h *heavy) runHook(fn hookFunc) (res processor.Result, implemented bool) {
 	}
 	implemented = true
 	res = h.m.exec.Step(ctx, &processor.Task{JobID: h.run.Job.JobID, InstanceID: h.run.InstanceID, TaskID: "L", TaskName: processor.LastTaskName,
-		JobParams: h.run.Job.Params, InstanceParams: h.run.Params}, func(ctx context.Context, tc *processor.TaskContext) (processor.Result, error) {
+		JobParams: h.run.Job.Params, InstanceParams: h.run.Params, Processor: h.run.Job.Processor, Step: step}, func(ctx context.Context, tc *processor.TaskContext) (processor.Result, error) {
 		r, ok, err := fn(ctx, p, tc)
 		if !ok {
 			implemented = false

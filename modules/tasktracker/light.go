@@ -26,8 +26,9 @@ type light struct {
 	abandoned bool
 }
 
-func (m *Manager) startLight(run *subjects.RunInstance) *light {
+func (m *Manager) startLight(from context.Context, run *subjects.RunInstance) *light {
 	ctx, cancel := context.WithCancel(m.ctx)
+	ctx = withSender(from, ctx)
 	l := &light{m: m, run: *run, ctx: ctx, cancel: cancel, state: subjects.InstanceRunning}
 	m.runners.run(l.exec)
 	return l
@@ -90,7 +91,7 @@ func runTaskSub(ctx context.Context, m *Manager, run *subjects.RunInstance, sub 
 		mu.Unlock()
 		res = m.exec.Execute(ctx, proc, &processor.Task{JobID: run.Job.JobID, InstanceID: run.InstanceID, SubInstanceID: sub,
 			TaskID: "0", TaskName: processor.RootTaskName, JobParams: run.Job.Params, InstanceParams: run.Params,
-			MaxRetry: run.Job.TaskRetries, CurrentRetry: a})
+			MaxRetry: run.Job.TaskRetries, CurrentRetry: a, Processor: run.Job.Processor})
 		if res.Success {
 			return res
 		}

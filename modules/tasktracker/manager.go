@@ -29,6 +29,7 @@ import (
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/rpc"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -78,6 +79,7 @@ type Manager struct {
 	seq       atomic.Uint64
 	finished  atomic.Uint64
 	runners   *runners
+	tel       *telemetry.Telemetry
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -229,9 +231,9 @@ func (m *Manager) run(ctx context.Context, run *subjects.RunInstance) (*subjects
 	var err error
 	switch k {
 	case kindLight:
-		t = m.startLight(run)
+		t = m.startLight(ctx, run)
 	case kindFrequent:
-		t = m.startFrequent(run)
+		t = m.startFrequent(ctx, run)
 	default:
 		t, err = m.startHeavy(ctx, run)
 	}
@@ -357,11 +359,7 @@ func (m *Manager) progress(st *subjects.InstanceStatus) {
 		return
 	}
 	st.WorkerID, st.Seq = m.id.WorkerID, m.seq.Add(1)
-	data, err := subjects.Marshal(st)
-	if err != nil {
-		return
-	}
-	_ = m.conn.NC().Publish(subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatus), data)
+	_ = rpc.Publish(context.Background(), m.conn.NC(), subjects.ServerVerb(m.id.App, srv, subjects.VerbInstanceStatus), st)
 }
 
 // final is a final status waiting to be acknowledged, with the cleanup
@@ -579,3 +577,7 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
+
+// Executor runs this manager's processor calls (standalone instances and
+// the reduce, pre- and post-process steps): the worker sets its Observe.
+func (m *Manager) Executor() *processor.Executor { return m.exec }

@@ -44,9 +44,5 @@ func (s natsSender) startTasks(ctx context.Context, workerID string, req *subjec
 }
 
 func (s natsSender) stopInstance(workerID string, req *subjects.StopInstance) {
-	data, err := subjects.Marshal(req)
-	if err != nil {
-		return
-	}
-	_ = s.m.conn.NC().Publish(subjects.WorkerVerb(s.m.id.App, workerID, subjects.MailboxProcessorTracker, subjects.VerbStopInstance), data)
+	_ = rpc.Publish(context.Background(), s.m.conn.NC(), subjects.WorkerVerb(s.m.id.App, workerID, subjects.MailboxProcessorTracker, subjects.VerbStopInstance), req)
 }

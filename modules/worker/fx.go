@@ -10,6 +10,7 @@ import (
 	"github.com/jetworker/jetworker/modules/mailbox"
 	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/processor"
+	"github.com/jetworker/jetworker/modules/telemetry"
 )
 
 // Params are what worker.Module takes from the graph: the config, the NATS
@@ -24,13 +25,14 @@ type Params struct {
 	Collectors []health.Collector   `group:"health_collectors"`
 	Listeners  []discovery.Listener `group:"discovery_listeners"`
 	Extensions []Extension          `group:"worker_extensions"`
+	Telemetry  *telemetry.Telemetry `optional:"true"`
 }
 
 // Module provides *Worker and runs it after the NATS connection starts
 // (and stops it before the connection drains).
 var Module = fx.Module("worker",
 	fx.Provide(func(p Params) (*Worker, error) {
-		return New(p.Config, p.Conn, p.Log, Options{Processors: p.Processors, Routes: p.Routes, Collectors: p.Collectors, Listeners: p.Listeners, Extensions: p.Extensions})
+		return New(p.Config, p.Conn, p.Log, Options{Processors: p.Processors, Routes: p.Routes, Collectors: p.Collectors, Listeners: p.Listeners, Extensions: p.Extensions, Telemetry: p.Telemetry})
 	}),
 	fx.Invoke(func(lc fx.Lifecycle, w *Worker) { lc.Append(fx.StartStopHook(w.Start, w.Stop)) }),
 )

@@ -29,6 +29,7 @@ import (
 	"github.com/jetworker/jetworker/modules/processor"
 	"github.com/jetworker/jetworker/modules/processortracker"
 	"github.com/jetworker/jetworker/modules/tasktracker"
+	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -58,6 +59,9 @@ type Options struct {
 	Collectors []health.Collector
 	Listeners  []discovery.Listener
 	Extensions []Extension
+	// Telemetry, when set, gets the worker's metrics, spans and
+	// readiness (telemetry.Module provides it in the assemblies).
+	Telemetry *telemetry.Telemetry
 }
 
 // Worker is a running worker.
@@ -86,9 +90,10 @@ type Worker struct {
 	drainers []Drainer
 	steps    []step
 
-	mu      sync.Mutex
-	started []string // step names started, for the order test and logs
-	ready   time.Duration
+	mu       sync.Mutex
+	draining bool     // Stop has begun (readiness is false from then)
+	started  []string // step names started, for the order test and logs
+	ready    time.Duration
 }
 
 type step struct {
@@ -190,6 +195,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 		{"health", w.Health.Start, w.Health.Stop},
 	}
 	w.steps = append(w.steps, extSteps...)
+	w.observe(opts.Telemetry)
 	return w, nil
 }
 
@@ -288,6 +294,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	n := len(w.started)
 	w.started = nil
+	w.draining = true
 	w.mu.Unlock()
 	if n == 0 {
 		return nil
