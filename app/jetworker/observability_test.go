@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -278,4 +281,67 @@ func TestObservabilityAcrossProcesses(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "not ready while draining")
 	code, _ = get(t, "http://"+addrs[busy]+"/healthz")
 	require.Equal(t, http.StatusOK, code, "alive while draining")
+
+	// Every metric the Grafana dashboard queries exists: served by these
+	// processes, or (a vector nothing has touched yet) defined.
+	have := metricNames(t, srvAddr)
+	for n := range metricNames(t, addrs[1-busy]) {
+		have[n] = true
+	}
+	local, err := telemetry.New(context.Background(), telemetry.Config{}, "test", "t", nil, telemetry.Options{})
+	require.NoError(t, err)
+	m := local.Metrics()
+	m.InstanceCreated("a", "j", "api")
+	m.InstanceAccepted("a", time.Millisecond)
+	m.InstanceFinished("a", "j", "SUCCEEDED", time.Millisecond, time.Millisecond)
+	m.ScheduleFire("a", "fired")
+	m.DispatchRetry("a")
+	m.DispatchResume("a")
+	m.TaskRan("a", "p", "succeeded", time.Millisecond)
+	m.ContainerDeploy("c", "loaded")
+	m.Alert("hook", "sent", 1)
+	fams, err := m.Registry().Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		have[f.GetName()] = true
+	}
+	for _, n := range dashboardNames(t) {
+		require.True(t, have[n], "docs/grafana/jetworker.json queries %s, which no process serves", n)
+	}
+}
+
+var metricName = regexp.MustCompile(`\bjetworker_[a-z_]+`)
+
+// metricNames lists the metric families a /metrics answer has.
+func metricNames(t *testing.T, addr string) map[string]bool {
+	t.Helper()
+	_, body := get(t, "http://"+addr+"/metrics")
+	out := map[string]bool{}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "# TYPE ") {
+			out[strings.Fields(line)[2]] = true
+		}
+	}
+	return out
+}
+
+// dashboardNames are the metrics docs/grafana/jetworker.json queries.
+func dashboardNames(t *testing.T) []string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(root, "docs", "grafana", "jetworker.json"))
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range metricName.FindAllString(string(b), -1) {
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			n = strings.TrimSuffix(n, suffix)
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -1,6 +1,13 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/jetworker/jetworker/modules/config"
@@ -26,4 +33,37 @@ func telemetryFlags(cmd *cobra.Command) (apply func(cfg *config.File)) {
 			cfg.Telemetry.Tracing.SampleRatio = ratio
 		}
 	}
+}
+
+// probeCmd checks an HTTP health endpoint: the health check of the
+// compose file (a scratch image has no curl).
+func probeCmd() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:     "probe URL",
+		Short:   "Exit 0 when URL (a /readyz or /healthz endpoint) answers 200, else print why and exit 1",
+		Example: `  jetworker probe http://127.0.0.1:9464/readyz`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+			if err != nil {
+				return usagef("URL: %v", err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("probe %s: %w", args[0], err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("probe %s: %s: %s", args[0], resp.Status, strings.TrimSpace(string(body)))
+			}
+			fmt.Print(string(body))
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
+	return cmd
 }

@@ -41,6 +41,9 @@ type Manager struct {
 	// once, so `container deploy --wait` sees it without waiting for the
 	// interval.
 	OnChange func()
+	// OnDeploy, when set before Start, sees every deploy's outcome:
+	// loaded, skipped or failed (the worker counts them).
+	OnDeploy func(name, result string)
 
 	loads atomic.Int64 // versions loaded (fetched or read, and compiled)
 
@@ -161,6 +164,7 @@ func (m *Manager) Deploy(ctx context.Context, name, version, url string) error {
 	defer l.Unlock()
 	if cur := m.Current(name); cur != nil && cur.Version == version {
 		m.log.Info("container version already loaded", "container", name, "version", version)
+		m.deployed(name, "skipped")
 		return nil
 	}
 	c, err := m.load(ctx, name, version, url)
@@ -172,6 +176,7 @@ func (m *Manager) Deploy(ctx context.Context, name, version, url string) error {
 		m.errs[name] = version + ": " + err.Error()
 		m.mu.Unlock()
 		m.log.Error("deploy container", "container", name, "version", version, "err", err)
+		m.deployed(name, "failed")
 		m.changed()
 		return err
 	}
@@ -184,8 +189,15 @@ func (m *Manager) Deploy(ctx context.Context, name, version, url string) error {
 		_ = os.Remove(m.file(name, old.Version))
 	}
 	m.log.Info("container deployed", "container", name, "version", version, "processors", len(c.Manifest.Processors))
+	m.deployed(name, "loaded")
 	m.changed()
 	return nil
+}
+
+func (m *Manager) deployed(name, result string) {
+	if m.OnDeploy != nil {
+		m.OnDeploy(name, result)
+	}
 }
 
 func (m *Manager) changed() {

@@ -28,7 +28,7 @@ type Telemetry struct {
 	// Tracer starts spans; a no-op one when spans are not exported.
 	Tracer    trace.Tracer
 	exporting bool
-	shutdown  func(context.Context) error
+	sdk       *sdktrace.TracerProvider // nil when spans are not exported
 	// M holds the metrics (always collected; served when Listen is set).
 	M *Metrics
 
@@ -53,12 +53,12 @@ func New(ctx context.Context, cfg Config, service, id string, log *slog.Logger, 
 	if log == nil {
 		log = slog.Default()
 	}
-	tp, shutdown, err := newTracerProvider(ctx, cfg.Tracing, opts.Exporter, "jetworker-"+service, id)
+	tp, sdk, err := newTracerProvider(ctx, cfg.Tracing, opts.Exporter, "jetworker-"+service, id)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: tracing: %w", err)
 	}
 	return &Telemetry{cfg: cfg, log: log.With("component", "telemetry"), Tracer: tp.Tracer("github.com/jetworker/jetworker"),
-		exporting: opts.Exporter != nil || cfg.Tracing.Endpoint != "", shutdown: shutdown, M: newMetrics(), checks: map[string]func() error{}}, nil
+		exporting: sdk != nil, sdk: sdk, M: newMetrics(), checks: map[string]func() error{}}, nil
 }
 
 // Metrics returns the metrics (nil for a nil Telemetry).
@@ -127,5 +127,16 @@ func (t *Telemetry) Close(ctx context.Context) error {
 		return nil
 	}
 	err := t.stopHTTP(ctx)
-	return errors.Join(err, t.shutdown(ctx))
+	if t.sdk != nil {
+		err = errors.Join(err, t.sdk.Shutdown(ctx))
+	}
+	return err
+}
+
+// Flush exports the spans ended so far.
+func (t *Telemetry) Flush(ctx context.Context) error {
+	if t == nil || t.sdk == nil {
+		return nil
+	}
+	return t.sdk.ForceFlush(ctx)
 }

@@ -88,9 +88,9 @@ func (randomIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
 // exported (spans cost nothing, headers still flow), else the SDK with a
 // batching exporter (off the hot path) and a sampler decided by the
 // trace id (the same decision in every process for an instance).
-func newTracerProvider(ctx context.Context, cfg Tracing, exp sdktrace.SpanExporter, service, id string) (trace.TracerProvider, func(context.Context) error, error) {
+func newTracerProvider(ctx context.Context, cfg Tracing, exp sdktrace.SpanExporter, service, id string) (trace.TracerProvider, *sdktrace.TracerProvider, error) {
 	if exp == nil && cfg.Endpoint == "" {
-		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
+		return noop.NewTracerProvider(), nil, nil
 	}
 	var err error
 	if exp == nil {
@@ -109,7 +109,7 @@ func newTracerProvider(ctx context.Context, cfg Tracing, exp sdktrace.SpanExport
 		sdktrace.WithIDGenerator(idGenerator{rand: randomIDs{}}),
 		sdktrace.WithResource(res),
 	)
-	return tp, tp.Shutdown, nil
+	return tp, tp, nil
 }
 
 func otlpExporter(ctx context.Context, cfg Tracing) (sdktrace.SpanExporter, error) {

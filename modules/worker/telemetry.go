@@ -57,6 +57,7 @@ func (w *Worker) observe(t *telemetry.Telemetry) {
 			}
 		}
 	}
+	w.Containers.OnDeploy = m.ContainerDeploy
 	w.Trackers.SetTelemetry(t)
 	w.Executors.SetTelemetry(t)
 	w.Trackers.Executor().Observe = obs
