@@ -38,7 +38,7 @@ func instanceCmd() *cobra.Command {
 
 func instanceRunCmd() *cobra.Command {
 	var appName, params string
-	var wait bool
+	var wait, traceHops bool
 	job := subjects.JobSpec{}
 	var execType string
 	var timeout time.Duration
@@ -47,7 +47,8 @@ func instanceRunCmd() *cobra.Command {
 		Short: "Run a job definition once now (prints the instance id; --wait follows it)",
 		Example: `  jetworker instance run --app demo --processor demo.hello --params you --wait
   jetworker instance run --app demo --processor demo.primes --type map_reduce --params 20000000 --wait
-  jetworker instance run --app demo --processor-type wasm --processor hello#greet --params you --wait`,
+  jetworker instance run --app demo --processor-type wasm --processor hello#greet --params you --wait
+  jetworker instance run --app demo --processor demo.hello --trace-hops`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if appName == "" {
 				return usagef("--app: required")
@@ -72,8 +73,14 @@ func instanceRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.Run(cmd.Context(), appName, job, params)
-			if err != nil {
+			var r *subjects.RunJobReply
+			if traceHops {
+				var hops *client.MsgTrace
+				if r, hops, err = c.RunTraced(cmd.Context(), appName, job, params, 2*time.Second); err != nil {
+					return err
+				}
+				printHops(os.Stderr, "run request", hops)
+			} else if r, err = c.Run(cmd.Context(), appName, job, params); err != nil {
 				return err
 			}
 			if !wait {
@@ -97,6 +104,7 @@ func instanceRunCmd() *cobra.Command {
 	f.IntVar(&job.MaxWorkers, "max-workers", 0, "workers to fan out to (0 = all)")
 	f.DurationVar(&timeout, "timeout", 0, "instance time limit (0 = none)")
 	f.BoolVar(&wait, "wait", false, "follow progress, print the result, exit non-zero unless it succeeded")
+	f.BoolVar(&traceHops, "trace-hops", false, "trace the run request through NATS (nats-server 2.11+) and print on stderr the servers and routes it crossed to the server that answered")
 	return cmd
 }
 

@@ -64,7 +64,7 @@ func rootCmd() *cobra.Command {
 		}
 		return prof.start()
 	}
-	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), containerCmd(), versionCmd(), benchCmd())
+	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), containerCmd(), traceCmd(), probeCmd(), versionCmd(), benchCmd())
 	return root
 }
 

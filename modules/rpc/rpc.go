@@ -61,7 +61,29 @@ func Publish(ctx context.Context, nc *nats.Conn, subject string, m subjects.Mess
 func Message(ctx context.Context, subject string, m any, data []byte) *nats.Msg {
 	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 4)}
 	telemetry.Inject(ctx, msg.Header, subject, m)
+	if extra, ok := ctx.Value(headersKey{}).(extraHeaders); ok && (extra.only == nil || extra.only(subject)) {
+		for k, v := range extra.h {
+			if _, set := msg.Header[k]; !set {
+				msg.Header[k] = v
+			}
+		}
+	}
 	return msg
+}
+
+type headersKey struct{}
+
+type extraHeaders struct {
+	h    nats.Header
+	only func(subject string) bool
+}
+
+// WithHeaders returns ctx whose messages on the subjects only accepts
+// (nil: every one) carry h besides the headers every message has (which
+// h does not replace): e.g. NATS message tracing's Nats-Trace-Dest on a
+// client's run request, and not on the requests that find the server.
+func WithHeaders(ctx context.Context, h nats.Header, only func(subject string) bool) context.Context {
+	return context.WithValue(ctx, headersKey{}, extraHeaders{h: h, only: only})
 }
 
 // DecodeReply decodes a reply message into reply, or returns its typed
