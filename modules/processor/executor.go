@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 // Executor is the one place a task runs: it loads the processor, builds
@@ -17,10 +18,23 @@ type Executor struct {
 	Logger func(instanceID, taskID string) *slog.Logger
 	// MaxResultBytes bounds a result message (zero means 4096).
 	MaxResultBytes int
-	// Observe, when set, wraps every processor call (the worker's
-	// metrics and spans): it returns the context the call runs with and
-	// a function that sees the result.
-	Observe func(ctx context.Context, t *Task) (context.Context, func(Result))
+	// Observe, when set, sees every processor call (the worker's metrics
+	// and spans).
+	Observe Observer
+}
+
+// Observer sees processor calls: Begin before (it returns the context the
+// call runs with), End after, with what Begin returned. Two calls and a
+// value, not a closure: no allocation per task.
+type Observer interface {
+	Begin(ctx context.Context, t *Task) (context.Context, Observation)
+	End(ctx context.Context, t *Task, o Observation, res Result)
+}
+
+// Observation is what an Observer keeps of a call between Begin and End.
+type Observation struct {
+	Start time.Time
+	Span  any // the observer's span, if any
 }
 
 // Task is what the engine knows about one run of a task.
@@ -74,8 +88,8 @@ func (e *Executor) Step(ctx context.Context, t *Task, fn func(ctx context.Contex
 	if e.Observe == nil {
 		return Run(ctx, e.MaxResultBytes, func(ctx context.Context) (Result, error) { return fn(ctx, tc) })
 	}
-	ctx, done := e.Observe(ctx, t)
+	ctx, o := e.Observe.Begin(ctx, t)
 	res := Run(ctx, e.MaxResultBytes, func(ctx context.Context) (Result, error) { return fn(ctx, tc) })
-	done(res)
+	e.Observe.End(ctx, t, o, res)
 	return res
 }

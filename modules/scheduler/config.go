@@ -1,6 +1,10 @@
 package scheduler
 
-import "time"
+import (
+	"time"
+
+	"github.com/jetworker/jetworker/modules/alert"
+)
 
 // DefaultFireLead is how early a cron fire's record is prepared.
 const DefaultFireLead = 200 * time.Millisecond
@@ -27,6 +31,10 @@ type Config struct {
 	// neither its job nor its app sets a retention (zero means 168h, seven
 	// days; at least 1s). Records of unfinished instances never expire.
 	InstanceRetention time.Duration `yaml:"instance_retention"`
+	// Alert notifies people of failed instances, missed fires and failure
+	// rates (rules and channels; none by default). The app's owner sends
+	// each alert once, across failovers (the jw_alerts bucket).
+	Alert alert.Config `yaml:"alert"`
 }
 
 func (c *Config) fill() {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetworker/jetworker/jetstream"
+	"github.com/jetworker/jetworker/modules/alert"
 	"github.com/jetworker/jetworker/modules/telemetry"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -21,6 +22,7 @@ import (
 type observer struct {
 	tel *telemetry.Telemetry
 	m   *telemetry.Metrics
+	al  *alert.Notifier // nil without alert rules
 }
 
 func newObserver(tel *telemetry.Telemetry) observer { return observer{tel: tel, m: tel.Metrics()} }
@@ -28,7 +30,7 @@ func newObserver(tel *telemetry.Telemetry) observer { return observer{tel: tel, 
 // created counts new instances; one final at its creation is a missed or
 // skipped fire.
 func (o observer) created(recs ...*jetstream.Instance) {
-	if o.tel == nil {
+	if o.tel == nil && o.al == nil {
 		return
 	}
 	for _, rec := range recs {
@@ -37,6 +39,7 @@ func (o observer) created(recs ...*jetstream.Instance) {
 			outcome := "skipped"
 			if strings.HasPrefix(rec.Note, "missed") {
 				outcome = "missed"
+				o.notify(alert.KindMissed, rec, rec.Note)
 			}
 			o.m.ScheduleFire(rec.App, outcome)
 			continue
@@ -58,6 +61,12 @@ func (o observer) created(recs ...*jetstream.Instance) {
 // changed sees every change the instance tracker made (called outside
 // the record's lock): t's moments are this server's.
 func (o observer) changed(t *tracked, prev subjects.InstanceState, next *jetstream.Instance, born, accepted time.Time) {
+	if o.al != nil && next.State.Final() && !prev.Final() {
+		o.al.Observe(next.App, next.JobID, next.State == subjects.InstanceSucceeded, time.Now())
+		if next.State == subjects.InstanceFailed {
+			o.notify(alert.KindFailed, next, next.Result)
+		}
+	}
 	if o.tel == nil {
 		return
 	}
@@ -89,6 +98,17 @@ func (o observer) changed(t *tracked, prev subjects.InstanceState, next *jetstre
 		}
 		span.End()
 	}
+}
+
+// notify queues an alert about rec (never blocking: a full queue is
+// counted and logged by the notifier). The event id is the instance's:
+// whichever server notifies it, it is sent once.
+func (o observer) notify(kind alert.Kind, rec *jetstream.Instance, reason string) {
+	if o.al == nil {
+		return
+	}
+	_ = o.al.Notify(context.Background(), alert.Event{ID: string(kind) + "." + rec.ID, Kind: kind, App: rec.App, Job: rec.JobID,
+		JobName: rec.Job.Name, Instance: rec.ID, Reason: reason, Attrs: map[string]string{"processor": rec.Job.Processor, "worker": rec.TrackerWorker}})
 }
 
 // dispatchSpan starts the span of handing rec to tracker: the run

@@ -99,6 +99,12 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	})
 	s.inst.owns = srv.Ownership().Owns
 	s.inst.obs = newObserver(s.tel)
+	if len(s.cfg.Alert.Rules) > 0 {
+		if s.inst.obs.al, err = s.startAlerts(ctx, srv); err != nil {
+			cancel()
+			return err
+		}
+	}
 	s.tel.Metrics().GaugeVecFunc("jetworker_instances_active", "Unfinished instances of the apps this server owns, by app.", "app", s.inst.activeByApp)
 	if s.jobs, err = jetstream.OpenJobs(ctx, srv.Conn().JS(), srv.Config().Replicas); err != nil {
 		cancel()
@@ -150,7 +156,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 }
 
 // Stop ends the background work.
-func (s *Scheduler) Stop(context.Context) error {
+func (s *Scheduler) Stop(ctx context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
 		s.tr.stop()
@@ -159,6 +165,10 @@ func (s *Scheduler) Stop(context.Context) error {
 		s.ret.wait()
 		s.ix.wait()
 		s.cont.close(context.Background())
+		if s.inst.obs.al != nil {
+			// Before NATS drains: a delivery ends with a ledger write.
+			_ = s.inst.obs.al.Stop(ctx)
+		}
 		s.cancel = nil
 	}
 	return nil

@@ -25,10 +25,10 @@ type Metrics struct {
 	taskExecutions    *prometheus.CounterVec   // app, processor, result
 	taskRunTime       *prometheus.HistogramVec // app, processor
 	containerDeploys  *prometheus.CounterVec   // container, result
-	alerts            *prometheus.CounterVec   // channel, result
 
 	funcsMu sync.Mutex
 	funcs   map[string]*sumFunc
+	tasks   sync.Map // app + "\x00" + processor → *TaskMetrics
 }
 
 // Buckets of the time histograms: 1 ms to ~15 min.
@@ -62,8 +62,6 @@ func newMetrics() *Metrics {
 			"Time a task's processor ran on this worker.", "app", "processor"),
 		containerDeploys: f.counters("jetworker_container_deploys_total",
 			"Container deploys on this worker by result (loaded, skipped, failed).", "container", "result"),
-		alerts: f.counters("jetworker_alerts_total",
-			"Alert notifications by channel and result (sent, failed, silenced, dropped, duplicate).", "channel", "result"),
 		funcs: map[string]*sumFunc{},
 	}
 }
@@ -103,6 +101,12 @@ func (m *Metrics) CounterFunc(name, help string, fn func() float64) {
 // GaugeFunc is CounterFunc for a current value.
 func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
 	m.addFunc(name, help, prometheus.GaugeValue, "", func() map[string]float64 { return map[string]float64{"": fn()} })
+}
+
+// CounterVecFunc is CounterFunc with one label: fn returns a value per
+// label value.
+func (m *Metrics) CounterVecFunc(name, help, label string, fn func() map[string]float64) {
+	m.addFunc(name, help, prometheus.CounterValue, label, fn)
 }
 
 // GaugeVecFunc is GaugeFunc with one label: fn returns a value per label

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -20,43 +21,8 @@ func (w *Worker) observe(t *telemetry.Telemetry) {
 	if t == nil {
 		return
 	}
-	app := w.ID.App
 	m := t.Metrics()
-	obs := func(ctx context.Context, task *processor.Task) (context.Context, func(processor.Result)) {
-		start := time.Now()
-		var span trace.Span
-		if t.Exporting() {
-			ctx = telemetry.InstanceContext(ctx, task.InstanceID)
-			name := telemetry.SpanTask
-			if task.Step != "" {
-				name = telemetry.SpanReduce
-			}
-			ctx, span = t.Start(ctx, name, trace.WithAttributes(telemetry.AttrApp.String(app), telemetry.AttrJob.String(task.JobID),
-				telemetry.AttrInstance.String(task.InstanceID), telemetry.AttrTask.String(task.TaskID), telemetry.AttrTaskName.String(task.TaskName),
-				telemetry.AttrProcessor.String(task.Processor), telemetry.AttrWorker.String(w.ID.WorkerID), telemetry.AttrAttempt.Int(task.CurrentRetry)))
-			if task.Step != "" {
-				span.SetAttributes(telemetry.AttrState.String(task.Step))
-			}
-		}
-		return ctx, func(res processor.Result) {
-			result := "succeeded"
-			switch {
-			case res.Success:
-			case ctx.Err() != nil:
-				result = "stopped"
-			default:
-				result = "failed"
-			}
-			m.TaskRan(app, task.Processor, result, time.Since(start))
-			if span != nil {
-				span.SetAttributes(telemetry.AttrResult.String(result))
-				if !res.Success {
-					span.SetStatus(codes.Error, res.Message)
-				}
-				span.End()
-			}
-		}
-	}
+	obs := &taskObserver{t: t, app: w.ID.App, worker: w.ID.WorkerID}
 	w.Containers.OnDeploy = m.ContainerDeploy
 	w.Trackers.SetTelemetry(t)
 	w.Executors.SetTelemetry(t)
@@ -92,6 +58,64 @@ func (w *Worker) observe(t *telemetry.Telemetry) {
 		return w.Router.Depths()
 	})
 	t.Ready("worker "+w.ID.WorkerID, w.readiness)
+}
+
+// taskObserver counts, times and (when spans are exported) traces every
+// processor call of the worker.
+type taskObserver struct {
+	t           *telemetry.Telemetry
+	app, worker string
+	last        atomic.Pointer[telemetry.TaskMetrics] // the processor of the last call (most are the same)
+}
+
+func (o *taskObserver) metrics(processor string) *telemetry.TaskMetrics {
+	if tm := o.last.Load(); tm != nil && tm.Processor() == processor {
+		return tm
+	}
+	tm := o.t.Metrics().Tasks(o.app, processor)
+	o.last.Store(tm)
+	return tm
+}
+
+// Begin implements processor.Observer.
+func (o *taskObserver) Begin(ctx context.Context, task *processor.Task) (context.Context, processor.Observation) {
+	obs := processor.Observation{Start: time.Now()}
+	if !o.t.Exporting() {
+		return ctx, obs
+	}
+	name := telemetry.SpanTask
+	if task.Step != "" {
+		name = telemetry.SpanReduce
+	}
+	ctx, span := o.t.Start(telemetry.InstanceContext(ctx, task.InstanceID), name, trace.WithAttributes(telemetry.AttrApp.String(o.app),
+		telemetry.AttrJob.String(task.JobID), telemetry.AttrInstance.String(task.InstanceID), telemetry.AttrTask.String(task.TaskID),
+		telemetry.AttrTaskName.String(task.TaskName), telemetry.AttrProcessor.String(task.Processor), telemetry.AttrWorker.String(o.worker),
+		telemetry.AttrAttempt.Int(task.CurrentRetry)))
+	if task.Step != "" {
+		span.SetAttributes(telemetry.AttrState.String(task.Step))
+	}
+	obs.Span = span
+	return ctx, obs
+}
+
+// End implements processor.Observer.
+func (o *taskObserver) End(ctx context.Context, task *processor.Task, obs processor.Observation, res processor.Result) {
+	result := "succeeded"
+	switch {
+	case res.Success:
+	case ctx.Err() != nil:
+		result = "stopped"
+	default:
+		result = "failed"
+	}
+	o.metrics(task.Processor).Ran(result, time.Since(obs.Start))
+	if span, ok := obs.Span.(trace.Span); ok {
+		span.SetAttributes(telemetry.AttrResult.String(result))
+		if !res.Success {
+			span.SetStatus(codes.Error, res.Message)
+		}
+		span.End()
+	}
 }
 
 // readiness is nil when the worker takes work: started, not draining,
