@@ -40,17 +40,28 @@ func Common(cfg config.File, log *slog.Logger) fx.Option {
 	)
 }
 
+// observeConn counts the process's NATS reconnections (one connection per
+// process, whatever runs on it).
+func observeConn(t *telemetry.Telemetry, conn *natsconn.Conn) {
+	t.Metrics().CounterFunc("jetworker_nats_reconnects_total", "Reconnections of the process's NATS connection.", func() float64 {
+		if nc := conn.NC(); nc != nil {
+			return float64(nc.Stats().Reconnects)
+		}
+		return 0
+	})
+}
+
 // Server is the scheduler server process: NATS (embedded or external) and
 // the server module.
 func Server(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
-	return fx.Options(Common(cfg, log), telemetry.Module("server", telemetry.Options{}), natsconn.Module, server.Module, scheduler.Module,
+	return fx.Options(Common(cfg, log), telemetry.Module("server", telemetry.Options{}), natsconn.Module, fx.Invoke(observeConn), server.Module, scheduler.Module,
 		fx.Invoke(func(*server.Server) {}), fx.Options(extra...))
 }
 
 // Worker is a worker process: NATS and the worker module. Processors and
 // collectors come in through extra (worker.AsProcessor, worker.AsCollector).
 func Worker(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
-	return fx.Options(Common(cfg, log), telemetry.Module("worker", telemetry.Options{}), natsconn.Module, worker.Module, fx.Options(extra...))
+	return fx.Options(Common(cfg, log), telemetry.Module("worker", telemetry.Options{}), natsconn.Module, fx.Invoke(observeConn), worker.Module, fx.Options(extra...))
 }
 
 // ErrInterrupted is returned by Run when a signal came during start-up.

@@ -49,7 +49,7 @@ func DevStack(cfg config.File, log *slog.Logger, o DevOptions) fx.Option {
 		o.Workers = 2
 	}
 	cfg.Worker.App = o.App
-	return fx.Options(Common(cfg, log), telemetry.Module("dev", telemetry.Options{}), natsconn.Module, server.Module, scheduler.Module,
+	return fx.Options(Common(cfg, log), telemetry.Module("dev", telemetry.Options{}), natsconn.Module, fx.Invoke(observeConn), server.Module, scheduler.Module,
 		fx.Invoke(func(lc fx.Lifecycle, conn *natsconn.Conn, srv *server.Server, sch *scheduler.Scheduler, tel *telemetry.Telemetry) error {
 			d := &Dev{Conn: conn, Server: srv, Scheduler: sch, App: o.App}
 			// After the server: register the app, then start the workers

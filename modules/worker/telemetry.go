@@ -31,12 +31,6 @@ func (w *Worker) observe(t *telemetry.Telemetry) {
 
 	m.CounterFunc("jetworker_log_lines_dropped_total", "Instance log lines dropped because the worker's log queue was full.",
 		func() float64 { return float64(w.Logs.Stats().Dropped) })
-	m.CounterFunc("jetworker_nats_reconnects_total", "Reconnections of the process's NATS connection.", func() float64 {
-		if nc := w.conn.NC(); nc != nil {
-			return float64(nc.Stats().Reconnects)
-		}
-		return 0
-	})
 	m.GaugeFunc("jetworker_discovery_connected", "Workers of this process that know their app's server (1 each).", func() float64 {
 		if w.Discovery.Current() != "" {
 			return 1
