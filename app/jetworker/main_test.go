@@ -211,9 +211,11 @@ func TestWorkerBadEnv(t *testing.T) {
 
 var natsURL = regexp.MustCompile(`NATS \(embedded, JetStream on\):\s+(nats://\S+)`)
 
-func TestDevSmoke(t *testing.T) {
-	t.Parallel()
-	dev := start(t, "dev", "--port", "-1")
+// startDev starts `jetworker ARGS` (a dev stack) and returns it with the
+// NATS URL it printed.
+func startDev(t *testing.T, args ...string) (*proc, string) {
+	t.Helper()
+	dev := start(t, args...)
 	var url string
 	require.Eventually(t, func() bool {
 		if m := natsURL.FindStringSubmatch(dev.stdout.String()); m != nil {
@@ -222,7 +224,13 @@ func TestDevSmoke(t *testing.T) {
 		}
 		require.False(t, dev.exited(), "dev exited: %v\n%s", dev.err, dev.stderr)
 		return false
-	}, 60*time.Second, 50*time.Millisecond, "no welcome text")
+	}, 60*time.Second, 50*time.Millisecond, "dev printed no NATS URL")
+	return dev, url
+}
+
+func TestDevSmoke(t *testing.T) {
+	t.Parallel()
+	dev, url := startDev(t, "dev", "--port", "-1")
 	require.Contains(t, dev.stdout.String(), "jetworker dev is running")
 
 	// Both dev workers register.

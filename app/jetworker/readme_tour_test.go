@@ -46,16 +46,7 @@ func TestReadmeTour(t *testing.T) {
 
 	// Started the way the tour section says when 4222 may be taken.
 	require.Contains(t, string(readme), "`dev --port -1` picks a free one")
-	dev := start(t, "dev", "--port", "-1")
-	var url string
-	require.Eventually(t, func() bool {
-		if m := natsURL.FindStringSubmatch(dev.stdout.String()); m != nil {
-			url = m[1]
-			return true
-		}
-		require.False(t, dev.exited(), "dev exited: %v\n%s", dev.err, dev.stderr)
-		return false
-	}, 30*time.Second, 50*time.Millisecond, "dev printed no NATS URL")
+	dev, url := startDev(t, "dev", "--port", "-1")
 	// Stop dev as Ctrl-C would (start's cleanup, which runs after this one,
 	// kills it), so that it removes its temporary store.
 	t.Cleanup(func() {
