@@ -200,7 +200,8 @@ func TestObservabilityAcrossProcesses(t *testing.T) {
 		for _, s := range spans {
 			names[s.name]++
 		}
-		return names[telemetry.SpanInstance] == 1 && names[telemetry.SpanReduce] == 1 && names[telemetry.SpanTask] >= 401 && names[telemetry.SpanFinish] == 1
+		return names[telemetry.SpanInstance] == 1 && names[telemetry.SpanReduce] == 1 && names[telemetry.SpanTask] >= 401 && names[telemetry.SpanFinish] == 1 &&
+			names[telemetry.SpanQueue] == 1
 	}, 30*time.Second, 100*time.Millisecond, "the instance's spans reach the collector")
 	byID := map[string]otlpSpan{}
 	for _, s := range spans {
@@ -215,7 +216,7 @@ func TestObservabilityAcrossProcesses(t *testing.T) {
 			require.Equal(t, root, s.id, "the root span has the instance's derived id")
 			require.Equal(t, "jetworker-server", s.service)
 			require.Equal(t, "SUCCEEDED", s.attrs["jw.state"])
-		case telemetry.SpanTrigger, telemetry.SpanDispatch, telemetry.SpanFinish:
+		case telemetry.SpanTrigger, telemetry.SpanDispatch, telemetry.SpanQueue, telemetry.SpanFinish:
 			require.Equal(t, root, s.parent, "%s is a child of the instance", s.name)
 			require.Equal(t, "jetworker-server", s.service)
 		case telemetry.SpanTrack:

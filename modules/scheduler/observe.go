@@ -72,7 +72,16 @@ func (o observer) changed(t *tracked, prev subjects.InstanceState, next *jetstre
 	}
 	now := time.Now()
 	if prev < subjects.InstanceRunning && next.State >= subjects.InstanceRunning && !born.IsZero() {
-		o.m.InstanceAccepted(next.App, now.Sub(born))
+		wait := now.Sub(born)
+		o.m.InstanceAccepted(next.App, wait)
+		if o.tel.Exporting() {
+			// The wait as a span of its own: from the trigger to a worker
+			// taking the instance.
+			_, span := o.tel.Start(telemetry.InstanceContext(context.Background(), next.ID), telemetry.SpanQueue,
+				trace.WithTimestamp(now.Add(-wait)), trace.WithAttributes(telemetry.AttrQueueWait.Int64(wait.Milliseconds()),
+					telemetry.AttrWorker.String(next.TrackerWorker)))
+			span.End(trace.WithTimestamp(now))
+		}
 	}
 	if !next.State.Final() || prev.Final() {
 		return

@@ -20,12 +20,12 @@ const (
 	SpanInstance = "jw.instance" // the root: creation to final state (owner)
 	SpanTrigger  = "jw.trigger"  // an instance created (owner)
 	SpanDispatch = "jw.dispatch" // handing it to a worker (owner)
+	SpanQueue    = "jw.queue"    // from its trigger to a worker taking it (owner)
 	SpanTrack    = "jw.track"    // tracking it on a worker (task tracker)
 	SpanTask     = "jw.task"     // one task run (processor tracker)
 	SpanMap      = "jw.map"      // a task emitting sub-tasks
 	SpanReduce   = "jw.reduce"   // the reduce (or broadcast post-process)
-	SpanReport   = "jw.report"   // the final report to the owner (tracker)
-	SpanFinish   = "jw.finish"   // the owner recording the final state
+	SpanFinish   = "jw.finish"   // the owner recording the final (reported) state
 )
 
 // Attribute keys.
