@@ -54,6 +54,7 @@ func observeConn(t *telemetry.Telemetry, conn *natsconn.Conn) {
 // Server is the scheduler server process: NATS (embedded or external) and
 // the server module.
 func Server(cfg config.File, log *slog.Logger, extra ...fx.Option) fx.Option {
+	cfg.NATS.NoReconnectBuffer = true // see natsconn.Config
 	return fx.Options(Common(cfg, log), telemetry.Module("server", telemetry.Options{}), natsconn.Module, fx.Invoke(observeConn), server.Module, scheduler.Module,
 		fx.Invoke(func(*server.Server) {}), fx.Options(extra...))
 }

@@ -38,7 +38,7 @@ func fastConfig(url string) config.File {
 	cfg.Worker.Discovery.Interval = 200 * time.Millisecond
 	cfg.Worker.Health.Interval = 200 * time.Millisecond
 	cfg.Worker.Logs.FlushInterval = 100 * time.Millisecond
-	cfg.Worker.TaskStore.Storage = "memory"
+	cfg.Server.TaskStore.Storage = "memory"
 	return cfg
 }
 

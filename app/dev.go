@@ -49,6 +49,7 @@ func DevStack(cfg config.File, log *slog.Logger, o DevOptions) fx.Option {
 		o.Workers = 2
 	}
 	cfg.Worker.App = o.App
+	cfg.NATS.NoReconnectBuffer = true // the server's connection (see natsconn.Config)
 	return fx.Options(Common(cfg, log), telemetry.Module("dev", telemetry.Options{}), natsconn.Module, fx.Invoke(observeConn), server.Module, scheduler.Module,
 		fx.Invoke(func(lc fx.Lifecycle, conn *natsconn.Conn, srv *server.Server, sch *scheduler.Scheduler, tel *telemetry.Telemetry) error {
 			d := &Dev{Conn: conn, Server: srv, Scheduler: sch, App: o.App}

@@ -59,7 +59,7 @@ type Alerts struct {
 func OpenAlerts(ctx context.Context, js jetstream.JetStream, staleAfter time.Duration, replicas int) (*Alerts, error) {
 	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketAlerts, Description: "jetworker alert ledger", History: 1, TTL: AlertsRetention,
-		LimitMarkerTTL: time.Minute, Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
+		LimitMarkerTTL: time.Minute, Replicas: replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ type Apps struct{ kv jetstream.KeyValue }
 
 // OpenApps binds to (or creates) the apps bucket.
 func OpenApps(ctx context.Context, js jetstream.JetStream, replicas int) (*Apps, error) {
-	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketApps, History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage})
+	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketApps, History: 1, Replicas: replicas, Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, err
 	}

@@ -69,15 +69,23 @@ type Containers struct {
 // OpenContainers binds to (or creates) the registry bucket and the
 // artifact store.
 func OpenContainers(ctx context.Context, js jetstream.JetStream, replicas int) (*Containers, error) {
-	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketContainers, History: 1, Replicas: max(replicas, 1),
+	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketContainers, History: 1, Replicas: replicas,
 		Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, err
 	}
 	obj, err := js.ObjectStore(ctx, ObjectStoreContainers)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ObjectStoreContainers, Replicas: max(replicas, 1),
-			Storage: jetstream.FileStorage, Description: "jetworker container artifacts"})
+	switch {
+	case err == nil && replicas > 0:
+		err = reconcileReplicas(ctx, js, "OBJ_"+ObjectStoreContainers, replicas)
+	case errors.Is(err, jetstream.ErrBucketNotFound) && replicas <= 0:
+		err = ErrNotInitialised
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		err = whilePlacing(ctx, func() error {
+			obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ObjectStoreContainers, Replicas: replicas,
+				Storage: jetstream.FileStorage, Description: "jetworker container artifacts"})
+			return err
+		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			obj, err = js.ObjectStore(ctx, ObjectStoreContainers)
 		}

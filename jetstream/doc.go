@@ -49,18 +49,40 @@ func mapErr(err error) error {
 	return err
 }
 
-// ensureKV creates the bucket or binds to it when it exists. An existing
-// bucket keeps its configuration (first creator wins), so servers started
-// with different settings do not fight over it.
+// Bind, given as the replicas of an Open function, binds to the store
+// without creating it: workers and clients bind, only the server creates
+// (with its configured replicas). A missing store is ErrNotInitialised.
+const Bind = 0
+
+// ErrNotInitialised is returned when a store that only the server creates
+// is missing.
+var ErrNotInitialised = fmt.Errorf("%w: no server has initialised this NATS (start jetworker server)", ErrNotFound)
+
+// ensureKV binds to the bucket (cfg.Replicas == Bind) or, for the server,
+// creates it, and brings an existing bucket's replicas to cfg.Replicas
+// (a server restarted on a cluster moves its state from R1 to R3). Every
+// other setting of an existing bucket is kept (first creator wins), so
+// servers of different versions do not fight over it.
 func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
+		if cfg.Replicas > 0 {
+			if err := reconcileReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas); err != nil {
+				return nil, err
+			}
+		}
 		return kv, nil
 	}
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 	}
-	kv, err = js.CreateKeyValue(ctx, cfg)
+	if cfg.Replicas <= 0 {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, ErrNotInitialised)
+	}
+	err = whilePlacing(ctx, func() error {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = js.KeyValue(ctx, cfg.Bucket)
 	}
@@ -68,6 +90,76 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 		return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// errCodeNoPeers is JetStream's "no suitable peers for placement".
+const errCodeNoPeers jetstream.ErrorCode = 10005
+
+// whilePlacing runs create until the cluster can place the store: a
+// server starting with a NATS cluster that is still forming gets "no
+// suitable peers for placement" (10005) until every peer has joined.
+// Other errors, and the end of ctx, end it.
+func whilePlacing(ctx context.Context, create func() error) error {
+	for try := 0; ; try++ {
+		err := create()
+		var api *jetstream.APIError
+		if err == nil || !errors.As(err, &api) || api.ErrorCode != errCodeNoPeers {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(time.Duration(50<<min(try, 5))*time.Millisecond, time.Second)):
+		}
+	}
+}
+
+// ensureStream is ensureKV for a stream.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := js.Stream(ctx, cfg.Name)
+	if err == nil {
+		if cfg.Replicas > 0 {
+			if err := reconcileReplicas(ctx, js, cfg.Name, cfg.Replicas); err != nil {
+				return nil, err
+			}
+		}
+		return st, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	if cfg.Replicas <= 0 {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, ErrNotInitialised)
+	}
+	err = whilePlacing(ctx, func() error {
+		st, err = js.CreateStream(ctx, cfg)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		st, err = js.Stream(ctx, cfg.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+	}
+	return st, nil
+}
+
+// reconcileReplicas sets the replicas of the stream behind a store when
+// they differ from want, keeping the rest of its configuration.
+func reconcileReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Replicas == want {
+		return nil
+	}
+	cfg.Replicas = want
+	if err := whilePlacing(ctx, func() error { _, err := js.UpdateStream(ctx, cfg); return err }); err != nil {
+		return fmt.Errorf("stream %s: replicas %d → %d: %w", stream, st.CachedInfo().Config.Replicas, want, err)
+	}
+	return nil
 }
 
 // entries reads the current entries of kv whose keys match filter with one

@@ -73,15 +73,9 @@ type Index struct {
 
 // OpenIndex binds to (or creates) the index stream.
 func OpenIndex(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int) (*Index, error) {
-	st, err := js.Stream(ctx, StreamIndex)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: StreamIndex, Subjects: []string{subjects.IndexAll},
-			Storage: jetstream.FileStorage, Replicas: max(replicas, 1), AllowDirect: true, AllowMsgTTL: true,
-			Discard: jetstream.DiscardOld, MaxMsgSize: int32(subjects.MaxMessageSize), Duplicates: time.Minute})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			st, err = js.Stream(ctx, StreamIndex)
-		}
-	}
+	st, err := ensureStream(ctx, js, jetstream.StreamConfig{Name: StreamIndex, Subjects: []string{subjects.IndexAll},
+		Storage: jetstream.FileStorage, Replicas: replicas, AllowDirect: true, AllowMsgTTL: true,
+		Discard: jetstream.DiscardOld, MaxMsgSize: int32(subjects.MaxMessageSize), Duplicates: time.Minute})
 	if err != nil {
 		return nil, fmt.Errorf("index stream: %w", err)
 	}

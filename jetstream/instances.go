@@ -62,7 +62,7 @@ type Instances struct {
 // calls EnableRetention, which allows per-message TTLs on it; clients
 // only read, so they neither check nor change its configuration.
 func OpenInstances(ctx context.Context, js jetstream.JetStream, replicas int) (*Instances, error) {
-	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketInstances, History: 1, Replicas: max(replicas, 1),
+	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketInstances, History: 1, Replicas: replicas,
 		Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, err

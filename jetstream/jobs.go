@@ -26,11 +26,11 @@ type Jobs struct {
 
 // OpenJobs binds to (or creates) the buckets.
 func OpenJobs(ctx context.Context, js jetstream.JetStream, replicas int) (*Jobs, error) {
-	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketJobs, History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage})
+	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketJobs, History: 1, Replicas: replicas, Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, err
 	}
-	fires, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketFires, History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage})
+	fires, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketFires, History: 1, Replicas: replicas, Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, err
 	}

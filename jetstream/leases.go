@@ -35,7 +35,7 @@ type Leases struct {
 func OpenLeases(ctx context.Context, js jetstream.JetStream, period time.Duration, replicas int) (*Leases, error) {
 	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketLeases, History: 1, TTL: period, LimitMarkerTTL: max(period, time.Second),
-		Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
+		Replicas: replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, err

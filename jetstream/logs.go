@@ -34,17 +34,11 @@ func OpenLogs(ctx context.Context, js jetstream.JetStream, lim LogLimits, replic
 	if lim.MaxBytes == 0 {
 		lim.MaxBytes = 1 << 30
 	}
-	s, err := js.Stream(ctx, StreamLogs)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, jetstream.StreamConfig{
-			Name: StreamLogs, Subjects: []string{subjects.LogsAll},
-			MaxAge: lim.MaxAge, MaxBytes: lim.MaxBytes, Discard: jetstream.DiscardOld,
-			MaxMsgSize: subjects.MaxMessageSize, Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
-		})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			s, err = js.Stream(ctx, StreamLogs)
-		}
-	}
+	s, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name: StreamLogs, Subjects: []string{subjects.LogsAll},
+		MaxAge: lim.MaxAge, MaxBytes: lim.MaxBytes, Discard: jetstream.DiscardOld,
+		MaxMsgSize: subjects.MaxMessageSize, Replicas: replicas, Storage: jetstream.FileStorage,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("logs stream: %w", err)
 	}

@@ -39,7 +39,7 @@ func OpenTasksBucket(ctx context.Context, js jetstream.JetStream, st Storage, re
 		storage = jetstream.MemoryStorage
 	}
 	return ensureKV(ctx, js, jetstream.KeyValueConfig{
-		Bucket: BucketTasks, History: 1, Storage: storage, Replicas: max(replicas, 1),
+		Bucket: BucketTasks, History: 1, Storage: storage, Replicas: replicas,
 		MaxValueSize: 1 << 20,
 	})
 }

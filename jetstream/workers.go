@@ -35,7 +35,7 @@ type Workers struct {
 func OpenWorkers(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (*Workers, error) {
 	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketWorkers, History: 1, TTL: ttl, LimitMarkerTTL: max(ttl, time.Second),
-		Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
+		Replicas: replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, err

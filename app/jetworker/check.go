@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,7 +16,7 @@ import (
 // requireApp fails with a not-found error (exit 3) for an app that is
 // not registered.
 func requireApp(ctx context.Context, js jetstream.JetStream, app string) error {
-	apps, err := jwjs.OpenApps(ctx, js, 1)
+	apps, err := jwjs.OpenApps(ctx, js, jwjs.Bind)
 	if err != nil {
 		return err
 	}
@@ -46,7 +45,7 @@ func checkRun(ctx context.Context, js jetstream.JetStream, app string, job subje
 		}
 		return nil // the worker resolves it through the container registry
 	}
-	reg, err := jwjs.OpenWorkers(ctx, js, 45*time.Second, 1)
+	reg, err := jwjs.OpenWorkers(ctx, js, 0, jwjs.Bind)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func completeApps(cmd *cobra.Command, _ []string, toComplete string) ([]string, 
 			return nil, err
 		}
 		defer done()
-		apps, err := jetstream.OpenApps(ctx, c.JS(), 1)
+		apps, err := jetstream.OpenApps(ctx, c.JS(), jetstream.Bind)
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +66,7 @@ func completeInstances(cmd *cobra.Command, args []string, toComplete string) ([]
 		defer done()
 		// The newest page of each app: completion must stay quick however
 		// many records are stored.
-		apps, err := jetstream.OpenApps(ctx, c.JS(), 1)
+		apps, err := jetstream.OpenApps(ctx, c.JS(), jetstream.Bind)
 		if err != nil {
 			return nil, err
 		}

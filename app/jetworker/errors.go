@@ -100,6 +100,8 @@ func explain(err error) (string, int) {
 		return fmt.Sprintf("%s: %s", pe.Path, pe.Err), exitUsage
 	}
 	switch {
+	case errors.Is(err, jetstream.ErrNotInitialised):
+		return "no jetworker server answered: start `jetworker dev` or `jetworker server` (" + tidy(err.Error()) + ")", exitUnreachable
 	case errors.Is(err, jetstream.ErrNotFound):
 		return tidy(err.Error()), exitNotFound
 	case errors.Is(err, rpc.ErrNoResponders), errors.Is(err, rpc.ErrTimeout):

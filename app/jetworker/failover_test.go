@@ -41,8 +41,11 @@ func TestCronSurvivesOwnerKill(t *testing.T) {
 	startEnv(t, []string{"JETWORKER_WORKER_HEALTH_INTERVAL=200ms", "JETWORKER_WORKER_DISCOVERY_INTERVAL=300ms"},
 		"worker", "--app", "demo", "--nats", url)
 
-	c, err := client.New(ctx, conn.NC(), conn.JS())
-	require.NoError(t, err)
+	var c *client.Client
+	require.Eventually(t, func() bool { // a client binds once a server has created the stores
+		c, err = client.New(ctx, conn.NC(), conn.JS())
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond)
 	var job *subjects.Job
 	require.Eventually(t, func() bool { // the job is validated against live workers
 		job, err = c.SaveJob(ctx, &subjects.Job{App: "demo", Name: "every-second", Processor: "demo.hello",

@@ -311,7 +311,7 @@ func workersCmd() *cobra.Command {
 			if err := requireApp(cmd.Context(), c.JS(), appName); err != nil {
 				return err
 			}
-			reg, err := jetstream.OpenWorkers(cmd.Context(), c.JS(), 45*time.Second, 1)
+			reg, err := jetstream.OpenWorkers(cmd.Context(), c.JS(), 0, jetstream.Bind)
 			if err != nil {
 				return err
 			}
@@ -384,7 +384,7 @@ func logsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			store, err := jetstream.OpenLogs(cmd.Context(), c.JS(), jetstream.LogLimits{}, 1)
+			store, err := jetstream.OpenLogs(cmd.Context(), c.JS(), jetstream.LogLimits{}, jetstream.Bind)
 			if err != nil {
 				return err
 			}
@@ -481,7 +481,7 @@ func openApps(cmd *cobra.Command) (*jetstream.Apps, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), 1)
+	apps, err := jetstream.OpenApps(cmd.Context(), c.JS(), jetstream.Bind)
 	if err != nil {
 		done()
 		return nil, nil, err

@@ -225,7 +225,7 @@ func watchInstance(ctx context.Context, js njs.JetStream, id string, stderr io.W
 	case err != nil:
 		return nil, nil, nil, fmt.Errorf("bucket %s: %w", jetstream.BucketInstances, err)
 	default:
-		if insts, err = jetstream.OpenInstances(ctx, js, 1); err != nil { // binds: the bucket exists
+		if insts, err = jetstream.OpenInstances(ctx, js, jetstream.Bind); err != nil {
 			return nil, nil, nil, err
 		}
 		if rec, err = kv.Watch(ctx, id); err != nil {

@@ -34,7 +34,7 @@ type Client struct {
 
 // New builds a client over an open connection.
 func New(ctx context.Context, nc *nats.Conn, js njs.JetStream) (*Client, error) {
-	in, err := jetstream.OpenInstances(ctx, js, 1)
+	in, err := jetstream.OpenInstances(ctx, js, jetstream.Bind)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 // manifest and refuses a module that is no container. It does not deploy
 // it (DeployContainer does). by says who pushed (free text).
 func (c *Client) PushContainer(ctx context.Context, app, name string, wasm []byte, by string) (*subjects.ContainerState, error) {
-	store, err := jetstream.OpenContainers(ctx, c.js, 1)
+	store, err := jetstream.OpenContainers(ctx, c.js, jetstream.Bind)
 	if err != nil {
 		return nil, err
 	}

@@ -292,7 +292,7 @@ func (c *Client) Retry(ctx context.Context, app, id string) (*subjects.RunJobRep
 }
 
 func (c *Client) jobStore(ctx context.Context) (*jetstream.Jobs, error) {
-	return jetstream.OpenJobs(ctx, c.js, 1)
+	return jetstream.OpenJobs(ctx, c.js, jetstream.Bind)
 }
 
 // Job reads a job; app "" finds it by id alone.

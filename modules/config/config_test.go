@@ -64,8 +64,7 @@ func TestLoadFile(t *testing.T) {
 	require.Equal(t, "/var/log/jetworker", w.Logs.LocalDir)
 	require.Equal(t, 4096, w.Logs.MaxLineBytes)
 	require.Equal(t, 20*time.Second, w.Health.Interval)
-	require.Equal(t, "memory", w.TaskStore.Storage)
-	require.Equal(t, 3, w.TaskStore.Replicas)
+	require.Equal(t, "memory", f.Server.TaskStore.Storage)
 	require.Equal(t, config.Log{Level: "debug", Format: "json"}, f.Log)
 
 	require.NoError(t, f.NATS.Validate())

@@ -28,6 +28,10 @@ type Config struct {
 	ReconnectWait time.Duration `yaml:"reconnect_wait"`
 	// ConnectTimeout bounds the first connect (zero means 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// NoReconnectBuffer makes publishes fail while disconnected instead
+	// of being sent on reconnect (set for servers by their assembly: a
+	// deposed owner's write must not land late).
+	NoReconnectBuffer bool `yaml:"-"`
 
 	Embedded Embedded `yaml:"embedded"`
 }

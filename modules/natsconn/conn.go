@@ -42,14 +42,6 @@ func (c *Conn) Start(ctx context.Context) error {
 	opts := []nats.Option{
 		nats.Name(c.cfg.Name),
 		nats.MaxReconnects(-1),
-		// Nothing is buffered while disconnected: a publish then fails at
-		// once, and the sender's retry (or a new owner) decides. A
-		// buffered one would be sent on reconnect, at any later time: a
-		// server that lost an app during the outage would write records
-		// after the new owner adopted the app (found by the soak, seed
-		// 1796572287193772564: a cron fire's record created by the old
-		// owner after the takeover, never dispatched).
-		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(c.cfg.ReconnectWait),
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.Timeout(c.cfg.ConnectTimeout),
@@ -71,6 +63,16 @@ func (c *Conn) Start(ctx context.Context) error {
 			}
 			c.log.Error("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if c.cfg.NoReconnectBuffer {
+		// Nothing is buffered while disconnected: a publish then fails at
+		// once, and the sender's retry (or a new owner) decides. A
+		// buffered one would be sent on reconnect, at any later time: a
+		// server that lost an app during the outage would write records
+		// after the new owner adopted the app (found by the soak, seed
+		// 1796572287193772564: a cron fire's record created by the old
+		// owner after the takeover, never dispatched).
+		opts = append(opts, nats.ReconnectBufSize(-1))
 	}
 	url := strings.Join(c.cfg.URLs, ",")
 	if c.cfg.IsEmbedded() {

@@ -20,16 +20,26 @@ type Config struct {
 	// WorkerTTL is how long a worker stays in the registry after its last
 	// heartbeat (zero means 45s, three default heartbeat periods).
 	WorkerTTL time.Duration `yaml:"worker_ttl"`
-	// Replicas of the server's buckets and streams (zero means 1; use 3 on
-	// a 3-node NATS cluster).
+	// Replicas of every bucket, stream and object store (zero means 3 when
+	// the NATS server is part of a cluster of three or more, else 1). The
+	// server creates them all and brings existing ones to this count;
+	// workers and clients only bind.
 	Replicas int `yaml:"replicas"`
+	// TaskStore is the storage of the task_info bucket (PowerJob's
+	// MEMORY/DISK): "file" (zero) or "memory".
+	TaskStore TaskStore `yaml:"task_store"`
 	// Logs bounds the instance logs stream.
 	Logs jetstream.LogLimits `yaml:"logs"`
 }
 
+// TaskStore selects the task_info storage.
+type TaskStore struct {
+	Storage string `yaml:"storage"`
+}
+
 // Default returns the documented defaults.
 func Default() Config {
-	return Config{LeasePeriod: 15 * time.Second, WorkerTTL: 45 * time.Second, Replicas: 1}
+	return Config{LeasePeriod: 15 * time.Second, WorkerTTL: 45 * time.Second, TaskStore: TaskStore{Storage: "file"}}
 }
 
 func (c *Config) fill() {
@@ -39,9 +49,6 @@ func (c *Config) fill() {
 	}
 	if c.WorkerTTL == 0 {
 		c.WorkerTTL = d.WorkerTTL
-	}
-	if c.Replicas == 0 {
-		c.Replicas = d.Replicas
 	}
 	if c.ID == "" {
 		c.ID = subjects.NewID("srv")
@@ -63,7 +70,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("server.worker_ttl: %s is under 1s", c.WorkerTTL))
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("server.replicas: %d is not in 1..5", c.Replicas))
+		errs = append(errs, fmt.Errorf("server.replicas: %d is not in 1..5 (0: 3 on a cluster, else 1)", c.Replicas))
+	}
+	if _, err := jetstream.ParseStorage(c.TaskStore.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("server.%w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -118,11 +118,26 @@ func (s *Server) Workers() *jetstream.Workers { return s.workers }
 // Apps is the app registry (nil before Start).
 func (s *Server) Apps() *jetstream.Apps { return s.apps }
 
+// clusterSize is how many NATS servers the connection knows of in its
+// cluster (1 for a lone server).
+func clusterSize(nc *nats.Conn) int {
+	if nc == nil || nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	return max(1, len(nc.Servers()))
+}
+
 // BadMessages counts undecodable or invalid messages received.
 func (s *Server) BadMessages() uint64 { return s.badMessages.Load() }
 
 // Start opens the stores, takes free apps, and starts serving.
 func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.Replicas == 0 {
+		s.cfg.Replicas = 1
+		if n := clusterSize(s.conn.NC()); n >= 3 {
+			s.cfg.Replicas = 3
+		}
+	}
 	js, r := s.conn.JS(), s.cfg.Replicas
 	var err error
 	if s.apps, err = jetstream.OpenApps(ctx, js, r); err != nil {
@@ -135,6 +150,11 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	if s.logs, err = jetstream.OpenLogs(ctx, js, s.cfg.Logs, r); err != nil {
+		return err
+	}
+	// task_info is written by workers, but created here like every store.
+	st, _ := jetstream.ParseStorage(s.cfg.TaskStore.Storage)
+	if _, err = jetstream.OpenTasksBucket(ctx, js, st, r); err != nil {
 		return err
 	}
 	s.own = NewOwnership(s.cfg.ID, s.leases, s.apps, s.base)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/builtin"
 	"github.com/jetworker/jetworker/modules/container"
 	"github.com/jetworker/jetworker/modules/discovery"
@@ -31,7 +30,6 @@ type Config struct {
 	Mailbox   mailbox.Config   `yaml:"mailbox"`
 	Logs      logs.Config      `yaml:"logs"`
 	Health    health.Config    `yaml:"health"`
-	TaskStore TaskStoreConfig  `yaml:"task_store"`
 
 	TaskTracker      tasktracker.Config      `yaml:"task_tracker"`
 	ProcessorTracker processortracker.Config `yaml:"processor_tracker"`
@@ -51,15 +49,6 @@ type ContainersConfig struct {
 	container.Config `yaml:",inline"`
 }
 
-// TaskStoreConfig selects the task_info storage (PowerJob's MEMORY/DISK).
-type TaskStoreConfig struct {
-	// Storage is "memory" or "file" (zero means file). The bucket is shared
-	// by the app's workers so that another worker can resume an instance;
-	// the first worker to create it decides.
-	Storage  string `yaml:"storage"`
-	Replicas int    `yaml:"replicas"`
-}
-
 // Default returns the defaults.
 func Default() Config {
 	return Config{
@@ -67,7 +56,6 @@ func Default() Config {
 		Discovery:    discovery.Default(),
 		Logs:         logs.Default(),
 		Health:       health.Config{Interval: 15 * time.Second},
-		TaskStore:    TaskStoreConfig{Storage: "file"},
 	}
 }
 
@@ -79,9 +67,6 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("worker.drain_timeout: %s is negative", c.DrainTimeout))
-	}
-	if _, err := jetstream.ParseStorage(c.TaskStore.Storage); err != nil {
-		errs = append(errs, err)
 	}
 	errs = append(errs, c.Discovery.Validate(), c.Logs.Validate(), c.Health.Validate(), c.TaskTracker.Validate(), c.ProcessorTracker.Validate())
 	return errors.Join(errs...)

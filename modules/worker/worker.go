@@ -76,7 +76,8 @@ type Worker struct {
 	Router    *mailbox.Router
 	Logs      *logs.Handler
 	Health    *health.Reporter
-	Tasks     njs.KeyValue // task_info bucket, set at start
+	Tasks     njs.KeyValue // task_info bucket, set at start (or on first use after a lazy start)
+	tasksMu   sync.Mutex
 	// Registry holds the Go processors; Trackers and Executors are the
 	// execution engine (TaskTracker and ProcessorTracker roles).
 	Registry  *processor.Registry
@@ -155,7 +156,7 @@ func New(cfg Config, conn *natsconn.Conn, log *slog.Logger, opts Options) (*Work
 	if w.Executors, err = processortracker.New(cfg.ProcessorTracker, id, conn, loader, w.Logs, log); err != nil {
 		return nil, err
 	}
-	if w.Trackers, err = tasktracker.New(cfg.TaskTracker, id, conn, loader, w.Logs, w.Discovery.Current, func() njs.KeyValue { return w.Tasks }, log); err != nil {
+	if w.Trackers, err = tasktracker.New(cfg.TaskTracker, id, conn, loader, w.Logs, w.Discovery.Current, w.tasks, log); err != nil {
 		return nil, err
 	}
 	w.Trackers.OnNotOwner = w.Discovery.Refresh
@@ -245,13 +246,35 @@ func (w *Worker) stopContainers(ctx context.Context) error {
 }
 
 func (w *Worker) openTasks(ctx context.Context) error {
-	st, _ := jetstream.ParseStorage(w.cfg.TaskStore.Storage)
-	kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), st, w.cfg.TaskStore.Replicas)
+	// Created by the server (server.task_store, server.replicas); a
+	// worker binds. A worker started lazily, before any server, binds on
+	// first use (heavy instances come only from a server).
+	kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), "", jetstream.Bind)
+	if errors.Is(err, jetstream.ErrNotInitialised) && w.cfg.Discovery.AllowLazyConnect {
+		w.log.Info("task store not created yet (no server has run): bound on first use")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("task store: %w", err)
 	}
+	w.tasksMu.Lock()
 	w.Tasks = kv
+	w.tasksMu.Unlock()
 	return nil
+}
+
+// tasks is the task_info bucket, bound now if the start could not.
+func (w *Worker) tasks() njs.KeyValue {
+	w.tasksMu.Lock()
+	defer w.tasksMu.Unlock()
+	if w.Tasks == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), "", jetstream.Bind); err == nil {
+			w.Tasks = kv
+		}
+	}
+	return w.Tasks
 }
 
 // Started lists the steps started so far, in order.

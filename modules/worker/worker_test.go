@@ -65,7 +65,6 @@ func testConfig(app string) Config {
 	c.Discovery.TryDelay = 20 * time.Millisecond
 	c.Health.Interval = 100 * time.Millisecond
 	c.Logs.FlushInterval = 50 * time.Millisecond
-	c.TaskStore.Storage = "memory"
 	return c
 }
 
@@ -190,13 +189,17 @@ func TestLateStepFailureUndoesEarlierSteps(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	cfg := testConfig("demo")
-	cfg.TaskStore.Replicas = 3 // impossible on a single NATS server
 	w, err := New(cfg, e.conn, e.log, Options{})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The task_info bucket, which only servers create, is gone: the
+	// worker binds, finds nothing, and says who should have made it.
+	_, js := natstest.Raw(t, e.ns)
+	require.NoError(t, js.DeleteKeyValue(ctx, jetstream.BucketTasks))
 	err = w.Start(ctx)
-	require.ErrorContains(t, err, "task_store")
+	require.ErrorContains(t, err, "task store")
+	require.ErrorContains(t, err, "no server has initialised this NATS")
 	require.Empty(t, w.Started(), "steps undone by a failed Start are not started")
 	// The mailbox started before the failure is gone again.
 	_, err = e.nc.Request(subjects.WorkerVerb("demo", w.ID.WorkerID, subjects.MailboxDeployContainer, "deploy"), nil, 2*time.Second)
@@ -283,7 +286,6 @@ func TestConfigValidateNamesField(t *testing.T) {
 		want []string
 	}{
 		{"missing app", func(c *Config) { c.App = "" }, []string{"worker.app", "required"}},
-		{"bad storage", func(c *Config) { c.TaskStore.Storage = "tape" }, []string{"task_store.storage", `"tape"`}},
 		{"negative drain", func(c *Config) { c.DrainTimeout = -time.Second }, []string{"worker.drain_timeout", "-1s"}},
 		{"negative discovery tries", func(c *Config) { c.Discovery.Tries = -1 }, []string{"discovery.tries", "-1"}},
 		{"negative health interval", func(c *Config) { c.Health.Interval = -time.Second }, []string{"health.interval", "-1s"}},
@@ -304,10 +306,10 @@ func TestConfigValidateNamesField(t *testing.T) {
 	}
 	// Several problems are reported together.
 	c := Default()
-	c.TaskStore.Storage = "tape"
+	c.DrainTimeout = -time.Second
 	err := c.Validate()
 	require.ErrorContains(t, err, "worker.app")
-	require.ErrorContains(t, err, "task_store.storage")
+	require.ErrorContains(t, err, "worker.drain_timeout")
 
 	require.NoError(t, testConfig("demo").Validate())
 	d := Default()

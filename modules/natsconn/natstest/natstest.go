@@ -125,40 +125,91 @@ func (w tWriter) Write(p []byte) (int, error) {
 // Cluster starts n routed JetStream servers and waits for a meta leader.
 func Cluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
+	return NewCluster(t, n).Nodes
+}
+
+// TestCluster is a routed JetStream cluster whose nodes can be killed
+// and restarted (same ports, same store: they rejoin and catch up).
+type TestCluster struct {
+	t     testing.TB
+	Nodes []*server.Server
+	opts  []*server.Options
+}
+
+// NewCluster starts n routed JetStream servers on fixed ports and waits
+// for a meta leader.
+func NewCluster(t testing.TB, n int) *TestCluster {
+	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
 		ports[i] = freePort(t)
 	}
-	var srvs []*server.Server
+	c := &TestCluster{t: t, Nodes: make([]*server.Server, n)}
 	for i := range n {
-		o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		o := &server.Options{Host: "127.0.0.1", Port: freePort(t), JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 			ServerName: fmt.Sprintf("n%d", i)}
 		o.Cluster = server.ClusterOpts{Name: "jwtest", Host: "127.0.0.1", Port: ports[i]}
 		o.Routes = server.RoutesFromStr(routes(ports, i))
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatalf("natstest: %v", err)
-		}
-		go s.Start()
-		srvs = append(srvs, s)
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		c.opts = append(c.opts, o)
+		c.start(i)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for _, s := range srvs {
+	t.Cleanup(func() {
+		for _, s := range c.Nodes {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	})
+	for _, s := range c.Nodes {
 		if !s.ReadyForConnections(10 * time.Second) {
 			t.Fatal("natstest: cluster node not ready")
 		}
 	}
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, s := range srvs {
+		for _, s := range c.Nodes {
 			if s.JetStreamIsLeader() {
-				return srvs
+				return c
 			}
 		}
 		time.Sleep(20 * time.Millisecond) // polling the meta-leader election with a deadline
 	}
 	t.Fatal("natstest: no JetStream meta leader")
 	return nil
+}
+
+func (c *TestCluster) start(i int) {
+	o := *c.opts[i]
+	s, err := server.NewServer(&o)
+	if err != nil {
+		c.t.Fatalf("natstest: %v", err)
+	}
+	go s.Start()
+	c.Nodes[i] = s
+}
+
+// URLs are the client URLs of every node.
+func (c *TestCluster) URLs() []string {
+	out := make([]string, len(c.opts))
+	for i, o := range c.opts {
+		out[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+	}
+	return out
+}
+
+// Kill stops node i abruptly.
+func (c *TestCluster) Kill(i int) {
+	c.Nodes[i].Shutdown()
+	c.Nodes[i].WaitForShutdown()
+}
+
+// Restart starts node i again on its ports and store, and waits until it
+// takes connections.
+func (c *TestCluster) Restart(i int) {
+	c.t.Helper()
+	c.start(i)
+	if !c.Nodes[i].ReadyForConnections(10 * time.Second) {
+		c.t.Fatal("natstest: restarted node not ready")
+	}
 }
 
 func routes(ports []int, self int) string {
