@@ -53,7 +53,9 @@ func probeCmd() *cobra.Command {
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				return fmt.Errorf("probe %s: %w", args[0], err)
+				// Not wrapped: a refused connection here is the probed
+				// process's HTTP port, not NATS (explain maps those).
+				return fmt.Errorf("probe %s: %s", args[0], err.Error())
 			}
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
