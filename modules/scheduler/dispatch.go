@@ -264,7 +264,7 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 	if lastErr != nil {
 		msg = lastErr.Error()
 	}
-	d.update(t, func(r *jetstream.Instance) bool {
+	err = d.update(t, func(r *jetstream.Instance) bool {
 		if r.State.Final() {
 			return false
 		}
@@ -274,6 +274,20 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 		}
 		return true
 	})
+	if err != nil && counted {
+		// The failure was not recorded (NATS went away: the same outage
+		// that failed the dispatch): the run counted in memory above never
+		// happened, and the instance is dispatched again when NATS is back.
+		// Left counted, that dispatch would count a second run (found by
+		// the soak, seed 1796576131762970967: run_count 2 for one run).
+		t.mu.Lock()
+		if !t.rec.State.Final() {
+			next := *t.rec
+			next.RunCount--
+			t.rec = &next
+		}
+		t.mu.Unlock()
+	}
 	return false
 }
 
