@@ -16,6 +16,7 @@ import (
 	"github.com/jetworker/jetworker/app/testkit"
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/processor"
+	"github.com/jetworker/jetworker/modules/rpc"
 	"github.com/jetworker/jetworker/subjects"
 )
 
@@ -230,4 +231,35 @@ func TestFailures(t *testing.T) {
 			require.Contains(t, in.Result, c.contains)
 		})
 	}
+}
+
+// TestLateRunRequestOfAFinishedInstance: a run request repeated after the
+// instance finished and its final report was acknowledged (a late
+// duplicate, or an owner's redelivery from a stale record) is answered
+// Already and does not run the instance again; a newer epoch (a retry)
+// does run it.
+func TestLateRunRequestOfAFinishedInstance(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int64
+	s := testkit.New(t, 1, named("count", processor.ProcessorFunc(func(ctx context.Context, tc *processor.TaskContext) (processor.Result, error) {
+		runs.Add(1)
+		return processor.OK("counted"), nil
+	})))
+	in := run(t, s, subjects.JobSpec{Processor: "count", ExecuteType: subjects.ExecStandalone}, "")
+	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+	w := s.Workers[0]
+	testkit.Eventually(t, 10*time.Second, func() bool { l, h, f := w.Trackers.Counts(); return l+h+f == 0 }, "the tracker forgets the instance")
+
+	ask := func(epoch uint64) *subjects.RunReply {
+		var reply subjects.RunReply
+		req := &subjects.RunInstance{ServerID: s.Server.ID(), InstanceID: in.ID, Job: in.Job, Epoch: epoch}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, rpc.Request(ctx, s.Server.Conn().NC(), subjects.WorkerVerb(testkit.App, w.ID.WorkerID, subjects.MailboxTaskTracker, subjects.VerbRun), req, &reply))
+		return &reply
+	}
+	require.True(t, ask(in.Epoch).Already, "the same epoch: finished already")
+	require.EqualValues(t, 1, runs.Load(), "not run again")
+	require.False(t, ask(in.Epoch+1).Already, "a newer epoch is a new run")
+	testkit.Eventually(t, 10*time.Second, func() bool { return runs.Load() == 2 }, "the newer epoch runs")
 }

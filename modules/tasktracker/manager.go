@@ -68,6 +68,13 @@ type Manager struct {
 
 	mu       sync.Mutex
 	trackers map[string]tracker
+	// done remembers the epoch of recently finished instances whose final
+	// report the server acknowledged (bounded, oldest out first): a late
+	// or repeated run request of that epoch is answered Already instead of
+	// running the instance again.
+	done     map[string]uint64
+	doneRing []string
+	doneNext int
 	counts   [3]int
 	draining bool
 	idle     *sync.Cond
@@ -202,6 +209,10 @@ func (m *Manager) handleRunBatch(ctx context.Context, msg *nats.Msg) (subjects.M
 func (m *Manager) run(ctx context.Context, run *subjects.RunInstance) (*subjects.RunReply, error) {
 	k := kindOf(&run.Job)
 	m.mu.Lock()
+	if ep, ok := m.done[run.InstanceID]; ok && run.Epoch <= ep {
+		m.mu.Unlock()
+		return &subjects.RunReply{WorkerID: m.id.WorkerID, Already: true}, nil
+	}
 	if t, ok := m.trackers[run.InstanceID]; ok {
 		m.mu.Unlock()
 		if run.Epoch > t.epoch() {
@@ -458,6 +469,7 @@ func (m *Manager) sentFinals(batch []final, err error) {
 			m.log.Error("final status not delivered; the instance stays in task_info for the server to resume", "instance_id", f.st.InstanceID, "state", f.st.State, "err", err)
 		} else {
 			m.finished.Add(1)
+			m.remember(f.st.InstanceID, f.st.Epoch)
 			if f.cleanup != nil {
 				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				f.cleanup(cctx)
@@ -466,6 +478,24 @@ func (m *Manager) sentFinals(batch []final, err error) {
 		}
 		m.forget(f.st.InstanceID)
 	}
+}
+
+// doneSize bounds the finished instances remembered (about 5 MB).
+const doneSize = 65536
+
+// remember records a finished instance's epoch (see Manager.done).
+func (m *Manager) remember(id string, epoch uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.done == nil {
+		m.done, m.doneRing = map[string]uint64{}, make([]string, doneSize)
+	}
+	if old := m.doneRing[m.doneNext]; old != "" {
+		delete(m.done, old)
+	}
+	m.doneRing[m.doneNext] = id
+	m.doneNext = (m.doneNext + 1) % doneSize
+	m.done[id] = epoch
 }
 
 // notOwner asks discovery for the current owner when a server answered
