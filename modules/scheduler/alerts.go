@@ -25,14 +25,11 @@ func (s *Scheduler) startAlerts(ctx context.Context, srv *server.Server) (*alert
 	if err := n.Start(ctx); err != nil {
 		return nil, err
 	}
-	m := s.tel.Metrics()
-	for result, of := range map[string]func(alert.Stats) uint64{
-		"sent": func(st alert.Stats) uint64 { return st.Sent }, "failed": func(st alert.Stats) uint64 { return st.Failed },
-		"dropped": func(st alert.Stats) uint64 { return st.Dropped }, "silenced": func(st alert.Stats) uint64 { return st.Silenced },
-		"duplicate": func(st alert.Stats) uint64 { return st.Duplicates },
-	} {
-		m.CounterVecFunc("jetworker_alerts_total", "Alert notifications by result (sent, failed, silenced, dropped, duplicate).", "result",
-			func() map[string]float64 { return map[string]float64{result: float64(of(n.Stats()))} })
-	}
+	s.tel.Metrics().CounterVecFunc("jetworker_alerts_total", "Alert notifications by result (sent, failed, silenced, dropped, duplicate).", "result",
+		func() map[string]float64 {
+			st := n.Stats()
+			return map[string]float64{"sent": float64(st.Sent), "failed": float64(st.Failed), "dropped": float64(st.Dropped),
+				"silenced": float64(st.Silenced), "duplicate": float64(st.Duplicates)}
+		})
 	return n, nil
 }

@@ -233,6 +233,21 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 			return true
 		}
 	}
+	if counted {
+		// No worker took it: the run counted in memory above did not
+		// happen. Undone here, once, whatever follows: a retry after a
+		// load wait, the failure, or (when the failure cannot be written
+		// because NATS is away) the dispatch again once NATS is back,
+		// which would otherwise count a second run (found by the soak,
+		// seed 1796576131762970967: run_count 2 for one run).
+		t.mu.Lock()
+		if !t.rec.State.Final() {
+			next := *t.rec
+			next.RunCount--
+			t.rec = &next
+		}
+		t.mu.Unlock()
+	}
 	if resume {
 		d.log.Warn("resume failed", "instance_id", rec.ID, "err", lastErr)
 		return false
@@ -244,11 +259,6 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 		t.mu.Lock()
 		t.waits++
 		wait := rpc.Backoff(t.waits, 2*time.Second)
-		if counted {
-			next := *t.rec
-			next.RunCount--
-			t.rec = &next
-		}
 		t.mu.Unlock()
 		if t.waits == 1 {
 			d.apply(t, func(r *jetstream.Instance) bool {
@@ -264,30 +274,13 @@ func (d *dispatcher) dispatchHeld(ctx context.Context, t *tracked, resume bool) 
 	if lastErr != nil {
 		msg = lastErr.Error()
 	}
-	err = d.update(t, func(r *jetstream.Instance) bool {
+	d.update(t, func(r *jetstream.Instance) bool {
 		if r.State.Final() {
 			return false
 		}
 		r.State, r.Result, r.FinishedMS = subjects.InstanceFailed, msg, time.Now().UnixMilli()
-		if counted {
-			r.RunCount-- // no worker ran it
-		}
 		return true
 	})
-	if err != nil && counted {
-		// The failure was not recorded (NATS went away: the same outage
-		// that failed the dispatch): the run counted in memory above never
-		// happened, and the instance is dispatched again when NATS is back.
-		// Left counted, that dispatch would count a second run (found by
-		// the soak, seed 1796576131762970967: run_count 2 for one run).
-		t.mu.Lock()
-		if !t.rec.State.Final() {
-			next := *t.rec
-			next.RunCount--
-			t.rec = &next
-		}
-		t.mu.Unlock()
-	}
 	return false
 }
 

@@ -116,11 +116,3 @@ func (m *Metrics) ContainerDeploy(container, result string) {
 		m.containerDeploys.WithLabelValues(container, result).Inc()
 	}
 }
-
-// Processor is the processor these metrics are of.
-func (t *TaskMetrics) Processor() string {
-	if t == nil {
-		return ""
-	}
-	return t.processor
-}

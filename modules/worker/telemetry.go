@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -59,16 +58,6 @@ func (w *Worker) observe(t *telemetry.Telemetry) {
 type taskObserver struct {
 	t           *telemetry.Telemetry
 	app, worker string
-	last        atomic.Pointer[telemetry.TaskMetrics] // the processor of the last call (most are the same)
-}
-
-func (o *taskObserver) metrics(processor string) *telemetry.TaskMetrics {
-	if tm := o.last.Load(); tm != nil && tm.Processor() == processor {
-		return tm
-	}
-	tm := o.t.Metrics().Tasks(o.app, processor)
-	o.last.Store(tm)
-	return tm
 }
 
 // Begin implements processor.Observer.
@@ -102,7 +91,7 @@ func (o *taskObserver) End(ctx context.Context, task *processor.Task, obs proces
 	default:
 		result = "failed"
 	}
-	o.metrics(task.Processor).Ran(result, time.Since(obs.Start))
+	o.t.Metrics().Tasks(o.app, task.Processor).Ran(result, time.Since(obs.Start))
 	if span, ok := obs.Span.(trace.Span); ok {
 		span.SetAttributes(telemetry.AttrResult.String(result))
 		if !res.Success {
