@@ -83,7 +83,7 @@ func (c *Checkpoint) Instances() []string {
 
 // LastSeq is the instance bucket's last sequence.
 func (s *Instances) LastSeq(ctx context.Context) (uint64, error) {
-	st, err := s.js.Stream(ctx, "KV_"+BucketInstances)
+	st, err := s.js.Stream(ctx, InstancesKV.Stream())
 	if err != nil {
 		return 0, fmt.Errorf("instance bucket: %w", err)
 	}
@@ -159,9 +159,9 @@ func (s *Instances) Changed(ctx context.Context, seq uint64, fn func(id string))
 	if err != nil {
 		return err
 	}
-	prefix := "$KV." + BucketInstances + "."
+	prefix := InstancesKV.Subject("")
 	for next := seq + 1; next <= last; {
-		msgs, err := jetstreamext.GetBatch(ctx, s.js, "KV_"+BucketInstances, changedBatch, jetstreamext.GetBatchSeq(next))
+		msgs, err := jetstreamext.GetBatch(ctx, s.js, InstancesKV.Stream(), changedBatch, jetstreamext.GetBatchSeq(next))
 		if err != nil {
 			return fmt.Errorf("instance records since %d: %w", seq, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
@@ -13,13 +14,10 @@ import (
 )
 
 // Container storage: the artifacts (WebAssembly modules) in an object
-// store, named "<app>/<container>/<version>" (version = the module's hex
-// md5), and the registry of every app's containers in a key-value bucket
-// (key "<app>.<container>").
-const (
-	ObjectStoreContainers = "jw_containers"
-	BucketContainers      = "jw_container_registry"
-)
+// store per app (Artifacts(app)), named "<container>/<version>" (version =
+// the module's hex md5), and the registry of every app's containers in a
+// key-value bucket (key "<app>.<container>").
+const BucketContainers = "jw_container_registry"
 
 // ContainerVersion is one pushed version of a container.
 type ContainerVersion struct {
@@ -62,65 +60,89 @@ func (c *Container) Version(v string) (ContainerVersion, bool) {
 
 // Containers is the container store.
 type Containers struct {
-	kv  jetstream.KeyValue
-	obj jetstream.ObjectStore
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	replicas int // Bind: never create an app's artifact store
+
+	mu   sync.Mutex
+	objs map[string]jetstream.ObjectStore // by app, bound on first use
 }
 
-// OpenContainers binds to (or creates) the registry bucket and the
-// artifact store.
+// OpenContainers binds to (replicas Bind) or creates the registry bucket.
+// An app's artifact store is created by the server when it takes the app
+// (EnsureArtifacts) and bound on first use by everyone else.
 func OpenContainers(ctx context.Context, js jetstream.JetStream, replicas int) (*Containers, error) {
 	kv, err := ensureKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketContainers, History: 1, Replicas: replicas,
 		Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, err
 	}
-	obj, err := js.ObjectStore(ctx, ObjectStoreContainers)
+	return &Containers{js: js, kv: kv, replicas: replicas, objs: map[string]jetstream.ObjectStore{}}, nil
+}
+
+// BindContainers binds to the registry without creating it (workers and
+// clients); ErrNotInitialised when no server has created it yet.
+func BindContainers(ctx context.Context, js jetstream.JetStream) (*Containers, error) {
+	c, err := OpenContainers(ctx, js, Bind)
+	if err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	return c, nil
+}
+
+// EnsureArtifacts creates app's artifact store when it is missing (or
+// brings its replicas to the store's), on a store opened with replicas.
+func (s *Containers) EnsureArtifacts(ctx context.Context, app string) error {
+	_, err := s.artifacts(ctx, app)
+	return err
+}
+
+// artifacts is app's artifact store: bound, or created when s creates.
+func (s *Containers) artifacts(ctx context.Context, app string) (jetstream.ObjectStore, error) {
+	s.mu.Lock()
+	obj, ok := s.objs[app]
+	s.mu.Unlock()
+	if ok {
+		return obj, nil
+	}
+	name := Artifacts(app)
+	obj, err := s.js.ObjectStore(ctx, name.Bucket)
 	switch {
-	case err == nil && replicas > 0:
-		err = reconcileReplicas(ctx, js, "OBJ_"+ObjectStoreContainers, replicas)
-	case errors.Is(err, jetstream.ErrBucketNotFound) && replicas <= 0:
-		err = ErrNotInitialised
+	case err == nil && s.replicas > 0:
+		err = reconcileReplicas(ctx, s.js, name.Stream(), s.replicas)
+	case errors.Is(err, jetstream.ErrBucketNotFound) && s.replicas <= 0:
+		err = fmt.Errorf("%w (no server has taken app %s yet)", ErrNotInitialised, app)
 	case errors.Is(err, jetstream.ErrBucketNotFound):
 		err = whilePlacing(ctx, func() error {
-			obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ObjectStoreContainers, Replicas: replicas,
-				Storage: jetstream.FileStorage, Description: "jetworker container artifacts"})
+			obj, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: name.Bucket, Replicas: s.replicas,
+				Storage: jetstream.FileStorage, Description: "jetworker container artifacts of app " + app})
 			return err
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			obj, err = js.ObjectStore(ctx, ObjectStoreContainers)
+			obj, err = s.js.ObjectStore(ctx, name.Bucket)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("object store %s: %w", ObjectStoreContainers, err)
+		return nil, fmt.Errorf("object store %s: %w", name.Bucket, err)
 	}
-	return &Containers{kv: kv, obj: obj}, nil
-}
-
-// BindContainers binds to the registry and the artifact store without
-// creating them (workers and clients); ErrNotFound when no server has
-// created them yet.
-func BindContainers(ctx context.Context, js jetstream.JetStream) (*Containers, error) {
-	kv, err := js.KeyValue(ctx, BucketContainers)
-	if err == nil {
-		var obj jetstream.ObjectStore
-		if obj, err = js.ObjectStore(ctx, ObjectStoreContainers); err == nil {
-			return &Containers{kv: kv, obj: obj}, nil
-		}
-	}
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("containers: %w: no server has initialised this NATS (start jetworker server)", ErrNotFound)
-	}
-	return nil, fmt.Errorf("containers: %w", err)
+	s.mu.Lock()
+	s.objs[app] = obj
+	s.mu.Unlock()
+	return obj, nil
 }
 
 // ContainerKey is the registry key of a container.
 func ContainerKey(app, name string) string { return app + "." + name }
 
-func artifactName(app, name, version string) string { return app + "/" + name + "/" + version }
+func artifactName(name, version string) string { return name + "/" + version }
 
 // PutArtifact stores a module (the caller has checked its md5).
 func (s *Containers) PutArtifact(ctx context.Context, app, name, version string, r io.Reader) (int64, error) {
-	info, err := s.obj.Put(ctx, jetstream.ObjectMeta{Name: artifactName(app, name, version)}, r)
+	obj, err := s.artifacts(ctx, app)
+	if err != nil {
+		return 0, err
+	}
+	info, err := obj.Put(ctx, jetstream.ObjectMeta{Name: artifactName(name, version)}, r)
 	if err != nil {
 		return 0, fmt.Errorf("store container %s version %s: %w", name, version, err)
 	}
@@ -129,8 +151,12 @@ func (s *Containers) PutArtifact(ctx context.Context, app, name, version string,
 
 // Artifact reads a stored module, refusing one over limit bytes.
 func (s *Containers) Artifact(ctx context.Context, app, name, version string, limit int64) ([]byte, error) {
-	key := artifactName(app, name, version)
-	info, err := s.obj.GetInfo(ctx, key)
+	obj, err := s.artifacts(ctx, app)
+	if err != nil {
+		return nil, fmt.Errorf("container %s version %s: %w", name, version, err)
+	}
+	key := artifactName(name, version)
+	info, err := obj.GetInfo(ctx, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			return nil, fmt.Errorf("container %s version %s: %w: no artifact", name, version, ErrNotFound)
@@ -140,7 +166,7 @@ func (s *Containers) Artifact(ctx context.Context, app, name, version string, li
 	if int64(info.Size) > limit {
 		return nil, fmt.Errorf("container %s version %s: %d bytes, the limit is %d", name, version, info.Size, limit)
 	}
-	b, err := s.obj.GetBytes(ctx, key)
+	b, err := obj.GetBytes(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("container %s version %s: %w", name, version, err)
 	}
@@ -150,7 +176,9 @@ func (s *Containers) Artifact(ctx context.Context, app, name, version string, li
 // DeleteArtifact removes a stored module (one refused at push, or a
 // version dropped from the registry).
 func (s *Containers) DeleteArtifact(ctx context.Context, app, name, version string) {
-	_ = s.obj.Delete(ctx, artifactName(app, name, version))
+	if obj, err := s.artifacts(ctx, app); err == nil {
+		_ = obj.Delete(ctx, artifactName(name, version))
+	}
 }
 
 // Get returns a registry entry; ErrNotFound when there is none.

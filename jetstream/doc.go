@@ -9,8 +9,14 @@
 //     of each worker, key = <app>.<workerId>; dead workers vanish by expiry.
 //   - Logs (stream JW_LOGS on jw.*.logs.*): instance logs, limited by age and
 //     size.
-//   - Tasks (bucket jw_tasks): PowerJob's task_info table, key
-//     <instanceId>.<taskId>.
+//   - Tasks (bucket jw_tasks_<app>, one per app): PowerJob's task_info
+//     table, key <instanceId>.<taskId>.
+//   - Containers: the registry (bucket jw_container_registry, key
+//     <app>.<container>) and the artifacts (object store
+//     jw_containers_<app>, one per app).
+//
+// Per-app stores are created by the server that takes the app; every
+// layout (names and subjects) is in layout.go.
 //
 // nats.go errors are mapped here to this package's sentinels so that callers
 // need not import nats.go to compare errors.
@@ -67,7 +73,7 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
 		if cfg.Replicas > 0 {
-			if err := reconcileReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas); err != nil {
+			if err := reconcileReplicas(ctx, js, KV{cfg.Bucket}.Stream(), cfg.Replicas); err != nil {
 				return nil, err
 			}
 		}

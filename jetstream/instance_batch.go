@@ -273,7 +273,7 @@ func (s *Instances) createBatch(recs []*Instance, id string) (jetstream.PubAckFu
 	if ttl := s.batchTTL(recs); ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
-	return s.js.PublishAsync("$KV."+BucketInstances+"."+batchKeyPrefix+b.ID, data, opts...)
+	return s.js.PublishAsync(InstancesKV.Subject(batchKeyPrefix+b.ID), data, opts...)
 }
 
 // batchTTL is how long a batch record is kept: the shortest retention of

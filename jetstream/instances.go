@@ -98,7 +98,7 @@ func allowMsgTTL(ctx context.Context, js jetstream.JetStream, stream string, bat
 // records are kept: every write of a final record (and every batch record)
 // carries it as its TTL. Called by the owner server before it writes.
 func (s *Instances) EnableRetention(ctx context.Context, fn func(*Instance) time.Duration) error {
-	cfg, err := allowMsgTTL(ctx, s.js, "KV_"+BucketInstances, true)
+	cfg, err := allowMsgTTL(ctx, s.js, InstancesKV.Stream(), true)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func (s *Instances) pubOpts(in *Instance, expect *uint64) []jetstream.PublishOpt
 	return opts
 }
 
-func instanceSubject(id string) string { return "$KV." + BucketInstances + "." + id }
+func instanceSubject(id string) string { return InstancesKV.Subject(id) }
 
 // Create stores a new record; ErrExists when the id is taken.
 func (s *Instances) Create(ctx context.Context, in *Instance) (uint64, error) {
@@ -321,8 +321,8 @@ func (s *Instances) Watch(ctx context.Context, id string, fn func(*Instance) boo
 // rewritten at that moment, which would drop it from the list. A batch
 // record contributes its instances that have no record of their own.
 func (s *Instances) List(ctx context.Context, keep func(*Instance) bool) ([]*Instance, error) {
-	prefix := "$KV." + BucketInstances + "."
-	st, err := s.js.Stream(ctx, "KV_"+BucketInstances)
+	prefix := InstancesKV.Subject("")
+	st, err := s.js.Stream(ctx, InstancesKV.Stream())
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}

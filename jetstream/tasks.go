@@ -8,8 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// BucketTasks is the task_info bucket.
-const BucketTasks = "jw_tasks"
 
 // Storage selects where the task_info bucket lives, PowerJob's
 // MEMORY/DISK choice.
@@ -32,14 +30,26 @@ func ParseStorage(s string) (Storage, error) {
 	return "", fmt.Errorf("task_store.storage: %q is not memory or file", s)
 }
 
-// OpenTasksBucket binds to (or creates) the task_info bucket.
-func OpenTasksBucket(ctx context.Context, js jetstream.JetStream, st Storage, replicas int) (jetstream.KeyValue, error) {
+// OpenTasksBucket binds to (replicas Bind) or creates app's task_info
+// bucket (TasksKV). The server creates it when it takes the app; workers
+// bind.
+func OpenTasksBucket(ctx context.Context, js jetstream.JetStream, app string, st Storage, replicas int) (jetstream.KeyValue, error) {
 	storage := jetstream.FileStorage
 	if st == StorageMemory {
 		storage = jetstream.MemoryStorage
 	}
 	return ensureKV(ctx, js, jetstream.KeyValueConfig{
-		Bucket: BucketTasks, History: 1, Storage: storage, Replicas: replicas,
+		Bucket: TasksKV(app).Bucket, History: 1, Storage: storage, Replicas: replicas,
 		MaxValueSize: 1 << 20,
 	})
+}
+
+// EnsureAppStores creates (or brings to replicas) app's own stores: its
+// task_info bucket with storage st and its container artifact store.
+func EnsureAppStores(ctx context.Context, js jetstream.JetStream, app string, st Storage, replicas int) error {
+	if _, err := OpenTasksBucket(ctx, js, app, st, replicas); err != nil {
+		return err
+	}
+	c := &Containers{js: js, replicas: replicas, objs: map[string]jetstream.ObjectStore{}}
+	return c.EnsureArtifacts(ctx, app)
 }

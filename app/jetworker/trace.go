@@ -146,7 +146,7 @@ func runTrace(ctx context.Context, nc *nats.Conn, js njs.JetStream, o traceOptio
 	}
 	var records, tasks <-chan njs.KeyValueEntry
 	if o.instance != "" {
-		rw, tw, insts, err := watchInstance(ctx, js, o.instance, stderr)
+		rw, tw, insts, err := watchInstance(ctx, js, o.app, o.instance, stderr)
 		if err != nil {
 			return err
 		}
@@ -217,7 +217,7 @@ func runTrace(ctx context.Context, nc *nats.Conn, js njs.JetStream, o traceOptio
 // watchInstance starts the watches of an instance's record and of its
 // task entries. A bucket that does not exist yet is reported and skipped:
 // the trace binds, it never creates storage.
-func watchInstance(ctx context.Context, js njs.JetStream, id string, stderr io.Writer) (rec, tasks njs.KeyWatcher, insts *jetstream.Instances, err error) {
+func watchInstance(ctx context.Context, js njs.JetStream, app, id string, stderr io.Writer) (rec, tasks njs.KeyWatcher, insts *jetstream.Instances, err error) {
 	kv, err := js.KeyValue(ctx, jetstream.BucketInstances)
 	switch {
 	case errors.Is(err, njs.ErrBucketNotFound):
@@ -231,12 +231,22 @@ func watchInstance(ctx context.Context, js njs.JetStream, id string, stderr io.W
 		if rec, err = kv.Watch(ctx, id); err != nil {
 			return nil, nil, nil, fmt.Errorf("watch instance %s: %w", id, err)
 		}
+		if app == "" { // the task entries are in the app's bucket
+			if r, _, err := insts.Get(ctx, id); err == nil {
+				app = r.App
+			}
+		}
 	}
-	tkv, err := js.KeyValue(ctx, jetstream.BucketTasks)
+	if app == "" {
+		fmt.Fprintf(stderr, "jetworker: instance %s not found and no --app: not watching task entries\n", id)
+		return rec, nil, insts, nil
+	}
+	bucket := jetstream.TasksKV(app).Bucket
+	tkv, err := js.KeyValue(ctx, bucket)
 	switch {
 	case errors.Is(err, njs.ErrBucketNotFound): // only heavy instances have task entries
 	case err != nil:
-		fmt.Fprintf(stderr, "jetworker: bucket %s: %v: not watching task entries\n", jetstream.BucketTasks, err)
+		fmt.Fprintf(stderr, "jetworker: bucket %s: %v: not watching task entries\n", bucket, err)
 	default:
 		if tasks, err = tkv.Watch(ctx, id+".>"); err != nil {
 			fmt.Fprintf(stderr, "jetworker: watch tasks of %s: %v\n", id, err)

@@ -187,8 +187,8 @@ func TestTraceFormatsRecords(t *testing.T) {
 	s.tr.onRecord(t.Context(), fakeEntry{bucket: jetstream.BucketInstances, key: "i-1", rev: 7, value: rec}, s.now)
 	ended, err := msgpack.Marshal([]map[string]any{{"id": "0.1", "state": subjects.TaskSucceeded, "result": "ok"}})
 	require.NoError(t, err)
-	s.tr.onTask(fakeEntry{bucket: jetstream.BucketTasks, key: "i-1.r.0.1", rev: 9, value: ended}, s.now)
-	s.tr.onTask(fakeEntry{bucket: jetstream.BucketTasks, key: "i-1.r.0.1", rev: 10, op: njs.KeyValueDelete}, s.now)
+	s.tr.onTask(fakeEntry{bucket: jetstream.TasksKV("demo").Bucket, key: "i-1.r.0.1", rev: 9, value: ended}, s.now)
+	s.tr.onTask(fakeEntry{bucket: jetstream.TasksKV("demo").Bucket, key: "i-1.r.0.1", rev: 10, op: njs.KeyValueDelete}, s.now)
 	got := s.lines()
 	require.Equal(t, []string{
 		"12:00:00.000 record   jw_instances/i-1 rev 7 " + strconv.Itoa(len(rec)) + "B state=RUNNING tracker_worker=w-1 counts={running=4 total=4} trigger_ms=11:59:59.500 run_count=1 epoch=2",

@@ -16,6 +16,11 @@ import (
 // manifest and refuses a module that is no container. It does not deploy
 // it (DeployContainer does). by says who pushed (free text).
 func (c *Client) PushContainer(ctx context.Context, app, name string, wasm []byte, by string) (*subjects.ContainerState, error) {
+	// The app's owner creates its artifact store as it takes the app:
+	// ask for it first (this takes an app nobody owns yet).
+	if _, err := c.Owner(ctx, app); err != nil {
+		return nil, err
+	}
 	store, err := jetstream.OpenContainers(ctx, c.js, jetstream.Bind)
 	if err != nil {
 		return nil, err

@@ -334,7 +334,7 @@ type doneFuture struct{ rev uint64 }
 
 func (d doneFuture) Ok() <-chan *njs.PubAck {
 	c := make(chan *njs.PubAck, 1)
-	c <- &njs.PubAck{Stream: "KV_" + jetstream.BucketInstances, Sequence: d.rev}
+	c <- &njs.PubAck{Stream: jetstream.InstancesKV.Stream(), Sequence: d.rev}
 	return c
 }
 func (doneFuture) Err() <-chan error { return make(chan error) }

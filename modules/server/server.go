@@ -152,12 +152,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.logs, err = jetstream.OpenLogs(ctx, js, s.cfg.Logs, r); err != nil {
 		return err
 	}
-	// task_info is written by workers, but created here like every store.
+	// An app's task_info (written by its workers) and artifacts are its
+	// own stores, created here like every store, when the app is taken.
 	st, _ := jetstream.ParseStorage(s.cfg.TaskStore.Storage)
-	if _, err = jetstream.OpenTasksBucket(ctx, js, st, r); err != nil {
-		return err
-	}
 	s.own = NewOwnership(s.cfg.ID, s.leases, s.apps, s.base)
+	s.own.AddHook(&appStores{js: js, storage: st, replicas: r, log: s.log, done: map[string]bool{}})
 	for _, h := range s.hooks {
 		s.own.AddHook(h)
 	}

@@ -401,7 +401,7 @@ func TestResumeAfterTrackerKilled(t *testing.T) {
 	// before the snapshot are at or before resumedAt, not second runs.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, jwjs.BucketTasks)
+	kv, err := js.KeyValue(ctx, jwjs.TasksKV(testkit.App).Bucket)
 	require.NoError(t, err)
 	states, err := tasktracker.TaskStates(ctx, js, kv, id)
 	require.NoError(t, err)

@@ -61,11 +61,13 @@ type mappedChunk struct {
 type store struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
-	prefix string // "$KV.jw_tasks."
+	layout jwjs.KV
+	prefix string // the subject of key "" ("$KV.<bucket>.")
 }
 
 func newStore(js jetstream.JetStream, kv jetstream.KeyValue) *store {
-	return &store{js: js, kv: kv, prefix: "$KV." + jwjs.BucketTasks + "."}
+	l := jwjs.KV{Bucket: kv.Bucket()}
+	return &store{js: js, kv: kv, layout: l, prefix: l.Subject("")}
 }
 
 func key(instanceID, taskID string) string { return instanceID + "." + taskID }
@@ -141,7 +143,7 @@ func (s *store) wait(ctx context.Context, futures []jetstream.PubAckFuture) erro
 
 // purge deletes every entry of an instance.
 func (s *store) purge(ctx context.Context, instanceID string) error {
-	st, err := s.js.Stream(ctx, "KV_"+jwjs.BucketTasks)
+	st, err := s.js.Stream(ctx, s.layout.Stream())
 	if err != nil {
 		return err
 	}

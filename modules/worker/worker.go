@@ -249,7 +249,7 @@ func (w *Worker) openTasks(ctx context.Context) error {
 	// Created by the server (server.task_store, server.replicas); a
 	// worker binds. A worker started lazily, before any server, binds on
 	// first use (heavy instances come only from a server).
-	kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), "", jetstream.Bind)
+	kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), w.cfg.App, "", jetstream.Bind)
 	if errors.Is(err, jetstream.ErrNotInitialised) && w.cfg.Discovery.AllowLazyConnect {
 		w.log.Info("task store not created yet (no server has run): bound on first use")
 		return nil
@@ -270,7 +270,7 @@ func (w *Worker) tasks() njs.KeyValue {
 	if w.Tasks == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), "", jetstream.Bind); err == nil {
+		if kv, err := jetstream.OpenTasksBucket(ctx, w.conn.JS(), w.cfg.App, "", jetstream.Bind); err == nil {
 			w.Tasks = kv
 		}
 	}

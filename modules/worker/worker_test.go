@@ -50,6 +50,10 @@ func setup(t *testing.T) *env {
 	})
 	_, err = srv.Apps().Create(ctx, "demo", 0)
 	require.NoError(t, err)
+	// Taken now (it would be at a worker's first acquire): the server
+	// creates the app's stores as it takes it.
+	_, err = srv.Ownership().Acquire(ctx, "demo")
+	require.NoError(t, err)
 	nc, _ := natstest.Raw(t, ns)
 	return &env{ns: ns, conn: natstest.Conn(t, ns), nc: nc, srv: srv, log: log}
 }
@@ -96,8 +100,6 @@ func TestStartOrderStopReverseNoLeak(t *testing.T) {
 	// goroutines are judged.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := jetstream.OpenTasksBucket(ctx, e.conn.JS(), jetstream.StorageMemory, 1)
-	require.NoError(t, err)
 	var reply subjects.AssertReply
 	require.NoError(t, rpc.Request(ctx, e.conn.NC(), subjects.Assert("demo"), &subjects.AssertRequest{App: "demo"}, &reply))
 	snapshot := goleak.IgnoreCurrent()
@@ -193,10 +195,11 @@ func TestLateStepFailureUndoesEarlierSteps(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// The task_info bucket, which only servers create, is gone: the
-	// worker binds, finds nothing, and says who should have made it.
+	// The app's task_info bucket, which only its owner creates (as it
+	// takes the app, done by setup), is gone: the worker binds, finds
+	// nothing, and says who should have made it.
 	_, js := natstest.Raw(t, e.ns)
-	require.NoError(t, js.DeleteKeyValue(ctx, jetstream.BucketTasks))
+	require.NoError(t, js.DeleteKeyValue(ctx, jetstream.TasksKV("demo").Bucket))
 	err = w.Start(ctx)
 	require.ErrorContains(t, err, "task store")
 	require.ErrorContains(t, err, "no server has initialised this NATS")
