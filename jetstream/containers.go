@@ -142,6 +142,12 @@ func (s *Containers) PutArtifact(ctx context.Context, app, name, version string,
 	if err != nil {
 		return 0, err
 	}
+	// Content-addressed: a version stored already is that module (the
+	// md5 is checked at every load), and not writing it again needs no
+	// purge of the old chunks (which operators may not do).
+	if info, err := obj.GetInfo(ctx, artifactName(name, version)); err == nil && !info.Deleted {
+		return int64(info.Size), nil
+	}
 	info, err := obj.Put(ctx, jetstream.ObjectMeta{Name: artifactName(name, version)}, r)
 	if err != nil {
 		return 0, fmt.Errorf("store container %s version %s: %w", name, version, err)

@@ -144,3 +144,8 @@ func Parse(subject string) (Address, error) {
 	}
 	return a, nil
 }
+
+// Inbox is the reply inbox prefix of the NATS identity whose NKey public
+// key is pub: each identity gets replies on its own inbox, and NATS
+// permissions let it subscribe to that one only.
+func Inbox(pub string) string { return "_INBOX." + pub }

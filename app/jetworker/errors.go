@@ -27,6 +27,7 @@ const (
 	exitUsage       = 2 // bad flags, arguments or input files
 	exitNotFound    = 3 // unknown app, job or instance
 	exitUnreachable = 4 // cannot reach NATS, or no server answers
+	exitDenied      = 5 // NATS denied this identity a subject
 )
 
 const exitCodesHelp = `Exit codes:
@@ -34,7 +35,8 @@ const exitCodesHelp = `Exit codes:
   1  the instance failed or was stopped (or another error)
   2  usage error (flags, arguments, job file)
   3  not found (unknown app, job or instance)
-  4  cannot reach NATS, or no server answers`
+  4  cannot reach NATS, or no server answers
+  5  permission denied (the NATS identity may not use a subject)`
 
 // cliError is an error already worded for people, with its exit code.
 type cliError struct {
@@ -68,6 +70,11 @@ func explain(err error) (string, int) {
 	var conn *natsconn.ConnectError
 	if errors.As(err, &conn) {
 		return connectMessage(conn), exitUnreachable
+	}
+	var denied *natsconn.PermissionError
+	if errors.As(err, &denied) {
+		return denied.Error() + " (see the identity's permissions: `jetworker auth init` gives workers their app only, " +
+			"operators the servers' request subjects and reads, viewers reads only)", exitDenied
 	}
 	var port *natsconn.PortInUseError
 	if errors.As(err, &port) {

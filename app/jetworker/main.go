@@ -3,9 +3,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/jetworker/jetworker/modules/natsconn"
 )
 
 func main() {
@@ -17,10 +21,17 @@ func main() {
 func execute(args []string, stderr io.Writer) int {
 	root := rootCmd()
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	prof.stop()
 	if err == nil {
 		return exitOK
+	}
+	// A permission NATS denied ends a client command (clientConn): it,
+	// not the cancellation it caused, is what went wrong.
+	if cmd != nil && cmd.Context() != nil {
+		if cause := context.Cause(cmd.Context()); errors.Is(cause, natsconn.ErrPermissionDenied) {
+			err = cause
+		}
 	}
 	msg, code := explain(err)
 	fmt.Fprintln(stderr, "jetworker:", msg)

@@ -64,7 +64,7 @@ func rootCmd() *cobra.Command {
 		}
 		return prof.start()
 	}
-	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), containerCmd(), traceCmd(), probeCmd(), versionCmd(), benchCmd())
+	root.AddCommand(devCmd(), serverCmd(), workerCmd(), natsCmd(), appCmd(), workersCmd(), logsCmd(), instanceCmd(), jobCmd(), containerCmd(), traceCmd(), probeCmd(), versionCmd(), benchCmd(), authCmd())
 	return root
 }
 
@@ -131,14 +131,22 @@ func clientConn(cmd *cobra.Command) (*natsconn.Conn, func(), error) {
 		quiet = log
 	}
 	c := natsconn.New(cfg.NATS, quiet)
-	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	// A subject this identity may not use ends the command at once with
+	// the permission NATS denied (execute reports it), instead of a
+	// request waiting out its timeout for a reply that cannot come.
+	cmdCtx, deny := context.WithCancelCause(cmd.Context())
+	cmd.SetContext(cmdCtx)
+	c.OnDenied(func(pe *natsconn.PermissionError) { deny(pe) })
+	ctx, cancel := context.WithTimeout(cmdCtx, 5*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
+		deny(nil)
 		return nil, nil, err
 	}
 	return c, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = c.Stop(ctx)
+		deny(nil)
 	}, nil
 }

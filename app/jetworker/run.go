@@ -182,7 +182,8 @@ func natsCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&e.Host, "host", "0.0.0.0", "listen host")
+	f.StringVar(&e.Host, "host", "127.0.0.1", "listen host (0.0.0.0 for every interface: give it --conf with auth then)")
+	f.StringVar(&e.ConfigFile, "conf", "", "NATS server configuration to take authorization and TLS from (jetworker auth init writes one)")
 	f.IntVar(&e.Port, "port", 4222, "client port")
 	f.StringVar(&e.StoreDir, "store-dir", "jetworker-nats", "JetStream store directory")
 	f.StringVar(&e.ServerName, "name", "", "server name (required in a cluster)")

@@ -64,6 +64,11 @@ type Embedded struct {
 	HTTPPort int `yaml:"http_port"`
 	// Debug routes the server's debug lines to the logger.
 	Debug bool `yaml:"debug"`
+	// ConfigFile is a NATS server configuration whose authorization
+	// (users, NKeys, permissions) and TLS settings the node takes, such
+	// as the one `jetworker auth init` writes. Listening, JetStream and
+	// cluster settings come from the fields above, not from it.
+	ConfigFile string `yaml:"config_file"`
 }
 
 // Cluster configures routes between embedded nodes.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetworker/jetworker/subjects"
 )
 
 // Conn is a process's NATS connection plus its JetStream context, and the
@@ -22,6 +24,8 @@ type Conn struct {
 	node *Node
 	nc   *nats.Conn
 	js   jetstream.JetStream
+
+	denied func(*PermissionError)
 }
 
 // New prepares a connection; nothing happens until Start.
@@ -61,6 +65,13 @@ func (c *Conn) Start(ctx context.Context) error {
 			if sub != nil {
 				subj = sub.Subject
 			}
+			if pe := permissionError(err); pe != nil {
+				c.log.Error("nats: permission denied", "op", pe.Op, "subject", pe.Subject)
+				if c.denied != nil {
+					c.denied(pe)
+				}
+				return
+			}
 			c.log.Error("nats async error", "subject", subj, "err", err)
 		}),
 	}
@@ -82,13 +93,13 @@ func (c *Conn) Start(ctx context.Context) error {
 		}
 		opts = append(opts, nats.InProcessServer(c.node.Server()))
 		url = c.node.ClientURL()
-	} else {
-		auth, err := c.authOptions()
-		if err != nil {
-			return err
-		}
-		opts = append(opts, auth...)
 	}
+	auth, err := c.authOptions()
+	if err != nil {
+		c.stopNode(ctx)
+		return err
+	}
+	opts = append(opts, auth...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.stopNode(ctx)
@@ -119,7 +130,13 @@ func (c *Conn) authOptions() ([]nats.Option, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nats.nkey_file: %w", err)
 		}
-		o = append(o, opt)
+		pub, err := nkeyPublic(c.cfg.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_file: %w", err)
+		}
+		// Replies come to an inbox of this identity's own, the one its
+		// permissions let it subscribe to (jetworker auth init).
+		o = append(o, opt, nats.CustomInboxPrefix(subjects.Inbox(pub)))
 	case c.cfg.CredsFile != "":
 		o = append(o, nats.UserCredentials(c.cfg.CredsFile))
 	}

@@ -78,6 +78,12 @@ func (n *Node) Start(ctx context.Context) error {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	if n.cfg.ConfigFile != "" {
+		if err := applyConfigFile(opts, n.cfg.ConfigFile); err != nil {
+			n.cleanup()
+			return err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		n.cleanup()

@@ -1,0 +1,25 @@
+package natsconn
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// applyConfigFile copies the authorization and TLS settings of a NATS
+// server configuration file into opts.
+func applyConfigFile(opts *server.Options, path string) error {
+	f, err := server.ProcessConfigFile(path)
+	if err != nil {
+		return fmt.Errorf("embedded nats: config %s: %w", path, err)
+	}
+	opts.Users, opts.Nkeys = f.Users, f.Nkeys
+	opts.Username, opts.Password, opts.Authorization = f.Username, f.Password, f.Authorization
+	opts.NoAuthUser, opts.AuthTimeout = f.NoAuthUser, f.AuthTimeout
+	opts.TLS, opts.TLSVerify, opts.TLSMap, opts.TLSTimeout = f.TLS, f.TLSVerify, f.TLSMap, f.TLSTimeout
+	opts.TLSConfig, opts.TLSCert, opts.TLSKey, opts.TLSCaCert = f.TLSConfig, f.TLSCert, f.TLSKey, f.TLSCaCert
+	if len(opts.Users)+len(opts.Nkeys) == 0 && opts.Authorization == "" && opts.Username == "" && opts.TLSConfig == nil {
+		return fmt.Errorf("embedded nats: config %s: no authorization or tls block", path)
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package natsconn
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// ErrPermissionDenied matches every *PermissionError.
+var ErrPermissionDenied = errors.New("natsconn: permission denied")
+
+// PermissionError is NATS refusing this connection's identity a publish
+// or a subscription. NATS tells it asynchronously (the publish itself
+// does not fail), so a request to a denied subject would otherwise wait
+// out its timeout: Conn reports it to the handler set with OnDenied.
+type PermissionError struct {
+	Op      string // "publish" or "subscribe"
+	Subject string
+	Err     error // what nats.go said
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("permission denied: this NATS identity may not %s %q", e.Op, e.Subject)
+}
+
+// Is matches ErrPermissionDenied.
+func (e *PermissionError) Is(target error) bool { return target == ErrPermissionDenied }
+
+// Unwrap returns nats.go's error.
+func (e *PermissionError) Unwrap() error { return e.Err }
+
+var violation = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "?([^"\s]+)"?`)
+
+// permissionError reads a *PermissionError from an asynchronous error;
+// nil when err is something else.
+func permissionError(err error) *PermissionError {
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	pe := &PermissionError{Op: "publish", Subject: "?", Err: err}
+	if m := violation.FindStringSubmatch(err.Error()); m != nil {
+		pe.Subject = m[2]
+		if m[1] != "publish" && m[1] != "Publish" {
+			pe.Op = "subscribe to"
+		} else {
+			pe.Op = "publish to"
+		}
+	}
+	return pe
+}
+
+// OnDenied sets fn to be called (on a nats.go goroutine) with every
+// permission NATS denies this connection; set it before Start. The CLI
+// ends the command with it instead of waiting for a reply that cannot
+// come.
+func (c *Conn) OnDenied(fn func(*PermissionError)) { c.denied = fn }
+
+// nkeyPublic reads the public key of the NKey seed in path.
+func nkeyPublic(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey()
+}
