@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -101,4 +102,46 @@ func runEnv(t *testing.T, env []string, args ...string) result {
 	cmd := command(ctx, t, args...)
 	cmd.Env = append(cmd.Env, env...)
 	return runCmd(ctx, t, cmd, fmt.Sprintf("%v jetworker %v", env, args))
+}
+
+// TestReadmeAuthSection runs the README's "Isolating apps" commands as
+// written, in a scratch directory, against a NATS on a free port.
+func TestReadmeAuthSection(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	steps, err := extractTour(string(readme), "Isolating apps: per-app credentials and TLS")
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, l.Close())
+	url := "nats://127.0.0.1:" + port
+	dir := t.TempDir()
+	vars := map[string]string{}
+	for i, s := range steps {
+		line := tourCommand(t, s.line, url, vars)
+		line = strings.Replace(line, "--port 4222", "--port "+port, 1)
+		line, _, _ = strings.Cut(line, " &") // backgrounded by the directive
+		if s.until != nil {
+			require.Nil(t, tourBackground(t, dir, s, line, vars), "no pending exits in this section")
+			continue
+		}
+		check := func() string {
+			r := tourRun(t, dir, line)
+			if f := tourCheck(s, r, vars); f != "" {
+				return fmt.Sprintf("%s\nstdout:\n%s\nstderr:\n%s", f, r.stdout, r.stderr)
+			}
+			return ""
+		}
+		if s.eventually {
+			var last string
+			require.Eventually(t, func() bool { last = check(); return last == "" }, 20*time.Second, 200*time.Millisecond,
+				"README step %d: %s: %s", i+1, s.line, last)
+			continue
+		}
+		require.Empty(t, check(), "README step %d: %s", i+1, s.line)
+	}
 }
