@@ -12,7 +12,7 @@ import (
 func authCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "auth", Short: "Per-app NATS credentials and permissions"}
 	var apps, out, urls, hosts string
-	var tls bool
+	var tls, ifNotExists bool
 	initCmd := &cobra.Command{
 		Use:   "init --apps A,B [--out DIR] [--tls]",
 		Short: "Write a NATS auth configuration and one NKey identity per role and app",
@@ -32,6 +32,10 @@ JETWORKER_NATS_NKEY_FILE). With --tls, also a CA, a server certificate for
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := auth.Init(auth.Options{Apps: splitList(apps), Dir: out, URLs: splitList(urls), TLS: tls, Hosts: splitList(hosts)})
+			if errors.Is(err, auth.ErrExists) && ifNotExists {
+				fmt.Printf("auth bundle in %s exists: kept\n", out)
+				return nil
+			}
 			if errors.Is(err, auth.ErrExists) {
 				return usagef("%v: choose another --out (running init again would replace keys in use)", err)
 			}
@@ -52,6 +56,7 @@ JETWORKER_NATS_NKEY_FILE). With --tls, also a CA, a server certificate for
 	f.StringVar(&urls, "urls", "", "NATS URLs written into the identities' config files (default nats://127.0.0.1:4222, tls:// with --tls)")
 	f.BoolVar(&tls, "tls", false, "also generate a CA and certificates; NATS then requires client certificates")
 	f.StringVar(&hosts, "hosts", "", "names and IPs of the NATS server certificate (default localhost,127.0.0.1)")
+	f.BoolVar(&ifNotExists, "if-not-exists", false, "succeed, writing nothing, when --out holds a bundle already")
 	cmd.AddCommand(initCmd)
 	return cmd
 }

@@ -35,6 +35,9 @@ func TestAuthAcrossProcesses(t *testing.T) {
 	require.Contains(t, r.stdout, "worker-demo.yaml")
 	r = run(t, "auth", "init", "--apps", "demo", "--out", dir)
 	require.Equal(t, exitUsage, r.code, "a second init would replace keys in use")
+	r = run(t, "auth", "init", "--apps", "demo", "--out", dir, "--if-not-exists")
+	require.Zero(t, r.code, r.stderr)
+	require.Contains(t, r.stdout, "exists: kept")
 
 	nats := start(t, "nats", "--port", strconv.Itoa(port), "--store-dir", t.TempDir(), "--conf", filepath.Join(dir, "nats-auth.conf"))
 	require.Eventually(t, func() bool { return strings.Contains(nats.stdout.String(), "nats listening on") || nats.exited() },

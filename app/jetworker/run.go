@@ -163,11 +163,14 @@ func natsCmd() *cobra.Command {
 		Use:   "nats",
 		Short: "Run a standalone embedded NATS node with JetStream (optionally a cluster member)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, log, err := load(cmd)
+			cfg, log, err := load(cmd)
 			if err != nil {
 				return err
 			}
 			e.Cluster.Routes = splitList(routes)
+			if e.ConfigFile == "" { // JETWORKER_NATS_EMBEDDED_CONFIG_FILE, or the config file's
+				e.ConfigFile = cfg.NATS.Embedded.ConfigFile
+			}
 			n := natsconn.NewNode(e, log)
 			if err := n.Start(cmd.Context()); err != nil {
 				return err
