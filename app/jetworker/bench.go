@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,20 +24,65 @@ type benchFlags struct {
 	workers      int
 	profileDir   string
 	keep         bool
+	// topology is the NATS layouts to measure (--topology, api only;
+	// default single).
+	topology []string
 }
 
 func (f *benchFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.bin, "bin", "", "jetworker binary to measure (default: this one)")
 	fl.StringVar(&f.compare, "compare", "", "a second binary, measured in alternating rounds with --bin (B/A ratios)")
-	fl.IntVar(&f.rounds, "rounds", 1, "rounds (each a fresh cluster); with --compare, per binary")
+	fl.IntVar(&f.rounds, "rounds", 1, "rounds (each a fresh cluster); with --compare or several --topology, per binary and topology")
 	fl.IntVar(&f.workers, "workers", 1, "worker processes")
 	fl.StringVar(&f.profileDir, "profile-dir", "", "write CPU and allocation profiles of the server and workers here, per round (the binary must have the hidden --cpuprofile flag)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the processes' logs and stores (printed at the end)")
 }
 
-// binaries returns the binaries of the rounds, alternating A and B.
-func (f *benchFlags) binaries() ([]string, error) {
+// registerTopology adds --topology.
+func (f *benchFlags) registerTopology(cmd *cobra.Command) {
+	var names []string
+	for _, t := range benchTopologies {
+		names = append(names, t.name+" ("+t.help+")")
+	}
+	cmd.Flags().StringSliceVar(&f.topology, "topology", []string{"single"}, "NATS layouts, comma separated, measured in alternating rounds: "+
+		strings.Join(names, ", ")+"; with several, each one's median and the ratio cluster3/single are printed")
+}
+
+// topology is a NATS layout of a round.
+type topology struct {
+	name  string // as --topology takes it
+	nodes int    // jetworker nats processes
+	help  string
+}
+
+var benchTopologies = []topology{
+	{"single", 1, "one NATS node, every store R1"},
+	{"cluster3", 3, "three routed NATS nodes, each its own store; the server puts every store on R3, checked before each round"},
+}
+
+// benchRound is one round of the plan: a binary on a topology.
+type benchRound struct {
+	i      int    // 0-based, in the order run
+	letter string // A (--bin) or B (--compare)
+	bin    string
+	topo   topology
+	multi  bool // the topology is named in the label (not just the default)
+}
+
+// label names the round: A or B, and the topology unless it is only the
+// default single node.
+func (r benchRound) label() string {
+	if r.multi {
+		return r.letter + " " + r.topo.name
+	}
+	return r.letter
+}
+
+// plan returns the rounds: per round number, A then B (--compare), each
+// on every topology in turn, so that what disturbs the machine for a
+// while affects them alike.
+func (f *benchFlags) plan() ([]benchRound, error) {
 	a := f.bin
 	if a == "" {
 		self, err := os.Executable()
@@ -47,25 +94,58 @@ func (f *benchFlags) binaries() ([]string, error) {
 	if f.rounds < 1 || f.workers < 1 {
 		return nil, usagef("--rounds and --workers must be at least 1")
 	}
-	var out []string
-	for range f.rounds {
-		out = append(out, a)
-		if f.compare != "" {
-			out = append(out, f.compare)
-		}
+	topos, err := parseTopologies(f.topology)
+	if err != nil {
+		return nil, err
 	}
-	for _, b := range out[:min(2, len(out))] {
+	if f.compare != "" && len(topos) > 1 {
+		return nil, usagef("--compare measures one --topology at a time")
+	}
+	multi := len(topos) > 1 || topos[0].name != "single"
+	bins := []string{a}
+	if f.compare != "" {
+		bins = append(bins, f.compare)
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(b); err != nil {
 			return nil, usagef("binary %s: %v", b, err)
+		}
+	}
+	var out []benchRound
+	for range f.rounds {
+		for j, b := range bins {
+			for _, t := range topos {
+				out = append(out, benchRound{i: len(out), letter: string(rune('A' + j)), bin: b, topo: t, multi: multi})
+			}
 		}
 	}
 	return out, nil
 }
 
+// parseTopologies reads --topology (default single).
+func parseTopologies(names []string) ([]topology, error) {
+	if len(names) == 0 {
+		names = []string{"single"}
+	}
+	var out []topology
+	for _, n := range names {
+		i := slices.IndexFunc(benchTopologies, func(t topology) bool { return t.name == strings.TrimSpace(n) })
+		if i < 0 {
+			return nil, usagef("--topology %q: want single or cluster3", n)
+		}
+		if slices.Contains(out, benchTopologies[i]) {
+			return nil, usagef("--topology %q twice", n)
+		}
+		out = append(out, benchTopologies[i])
+	}
+	return out, nil
+}
+
 // eachRound runs fn once per round, each on a fresh cluster of that
-// round's binary (in a temporary directory, removed unless --keep).
-func (f *benchFlags) eachRound(cmd *cobra.Command, workerEnv, serverEnv []string, fn func(i int, bin string, c *bench.Cluster) error) error {
-	bins, err := f.binaries()
+// round's binary and topology (in a temporary directory, removed unless
+// --keep).
+func (f *benchFlags) eachRound(cmd *cobra.Command, workerEnv, serverEnv []string, fn func(r benchRound, c *bench.Cluster) error) error {
+	rounds, err := f.plan()
 	if err != nil {
 		return err
 	}
@@ -73,13 +153,24 @@ func (f *benchFlags) eachRound(cmd *cobra.Command, workerEnv, serverEnv []string
 	if err != nil {
 		return err
 	}
+	// Ctrl-C or SIGTERM ends the round under way: its processes are
+	// stopped and the stores removed (unless --keep) before this process
+	// exits; a second signal exits at once (the children, killed by the
+	// kernel with their parent, leave the directory behind).
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	cmd.SetContext(ctx)
 	failed := false
-	defer func() { cleanup(f.keep || failed, root) }()
-	for i, bin := range bins {
-		dir := filepath.Join(root, fmt.Sprintf("round-%d", i+1))
-		cfg := bench.ClusterConfig{Bin: bin, Dir: dir, Workers: f.workers, WorkerEnv: workerEnv, ServerEnv: serverEnv}
+	defer func() { cleanup(f.keep || (failed && ctx.Err() == nil), root) }()
+	for _, r := range rounds {
+		dir := filepath.Join(root, fmt.Sprintf("round-%d", r.i+1))
+		cfg := bench.ClusterConfig{Bin: r.bin, Dir: dir, Workers: f.workers, WorkerEnv: workerEnv, ServerEnv: serverEnv, NATSNodes: r.topo.nodes}
 		if f.profileDir != "" {
-			cfg.ProfileDir = filepath.Join(f.profileDir, fmt.Sprintf("round-%d-%s", i+1, label(f, i)))
+			cfg.ProfileDir = filepath.Join(f.profileDir, fmt.Sprintf("round-%d-%s", r.i+1, strings.ReplaceAll(r.label(), " ", "-")))
 			if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
 				return err
 			}
@@ -88,25 +179,19 @@ func (f *benchFlags) eachRound(cmd *cobra.Command, workerEnv, serverEnv []string
 			return err
 		}
 		c, err := bench.StartCluster(cmd.Context(), cfg)
-		if err != nil {
-			failed = true
-			return fmt.Errorf("%w (logs in %s)", err, dir)
+		if err == nil {
+			err = fn(r, c)
+			c.Stop()
 		}
-		err = fn(i, bin, c)
-		c.Stop()
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("round %d (%s, %s): interrupted", r.i+1, r.label(), r.bin)
+		}
 		if err != nil {
 			failed = true // the logs are named in the error: keep them
-			return fmt.Errorf("round %d (%s): %w (logs in %s)", i+1, bin, err, c.LogDir())
+			return fmt.Errorf("round %d (%s, %s): %w (logs in %s)", r.i+1, r.label(), r.bin, err, dir)
 		}
 	}
 	return nil
-}
-
-func label(f *benchFlags, i int) string {
-	if f.compare != "" && i%2 == 1 {
-		return "B"
-	}
-	return "A"
 }
 
 func benchCmd() *cobra.Command {
@@ -129,7 +214,22 @@ func benchAPICmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "API throughput: no-op standalone runs, first submit to the last SUCCEEDED record stored, beside a raw JetStream work queue",
-		Args:  cobra.NoArgs,
+		Long: `API throughput: --instances no-op standalone runs submitted over TCP, from
+the first submit to the last SUCCEEDED record stored, beside a raw
+JetStream work queue of as many messages (--yardstick) on the same NATS.
+Each round starts a fresh cluster of separate processes.
+
+--topology single,cluster3 measures, in the same run and in alternating
+rounds (so that noise affects both alike), one NATS node (every store R1)
+and a NATS cluster of three routed jetworker nats processes (each its own
+store; server and workers get all three URLs, and the server puts every
+store on R3). Before each cluster round every stream, KV_jw_instances
+among them, is checked to have 3 replicas on 3 nodes, else the round
+fails. Each topology's instances/s per round and median, CPU per
+instance (all NATS nodes, server and workers) and the ratio
+"R3 on 3 nodes / R1 on 1 node" (cluster3/single) are printed.`,
+		Example: `  jetworker bench api --rounds 3 --instances 20000 --topology single,cluster3`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The per-worker limit on light instances, not the engine,
 			// should not be what this measures (the in-process benchmark
@@ -137,7 +237,7 @@ func benchAPICmd() *cobra.Command {
 			env := []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"}
 			var results []*bench.APIResult
 			var rounds []benchRoundJSON
-			err := f.eachRound(cmd, env, nil, func(i int, bin string, c *bench.Cluster) error {
+			err := f.eachRound(cmd, env, nil, func(r benchRound, c *bench.Cluster) error {
 				var ys *bench.YardstickResult
 				var err error
 				if yardstick {
@@ -150,9 +250,9 @@ func benchAPICmd() *cobra.Command {
 					return err
 				}
 				results = append(results, res)
-				rounds = append(rounds, benchRoundJSON{Round: i + 1, Label: label(&f, i), Binary: bin, APIResult: res, Yardstick: ys})
+				rounds = append(rounds, benchRoundJSON{Round: r.i + 1, Label: r.letter, Topology: r.topo.name, Binary: r.bin, APIResult: res, Yardstick: ys})
 				if !g.out.json() {
-					printAPIRound(os.Stdout, i, label(&f, i), bin, res, ys)
+					printAPIRound(os.Stdout, r, res, ys)
 				}
 				return nil
 			})
@@ -162,24 +262,30 @@ func benchAPICmd() *cobra.Command {
 			if g.out.json() {
 				return writeJSON(os.Stdout, rounds)
 			}
+			if topos, _ := parseTopologies(f.topology); len(topos) > 1 {
+				printTopologies(os.Stdout, rounds)
+				return nil
+			}
 			printCompare(os.Stdout, &f, results, func(r *bench.APIResult) float64 { return r.PerSecond }, "instances/s")
 			return nil
 		},
 	}
 	f.register(cmd)
+	f.registerTopology(cmd)
 	fl := cmd.Flags()
 	fl.IntVar(&cfg.Instances, "instances", 100_000, "instances per round")
 	fl.IntVar(&cfg.Batch, "batch", 1000, "runs per request (RunMany); 1 = Run one by one")
 	fl.IntVar(&cfg.Submitters, "submitters", 4, "concurrent submitters")
-	fl.BoolVar(&yardstick, "yardstick", true, "measure the raw JetStream work queue (as many 300-byte messages) first, on the same NATS")
+	fl.BoolVar(&yardstick, "yardstick", true, "measure the raw JetStream work queue (as many 300-byte messages, with the stores' replicas) first, on the same NATS")
 	return cmd
 }
 
 // benchRoundJSON is one round of `bench api -o json`.
 type benchRoundJSON struct {
-	Round  int    `json:"round"`
-	Label  string `json:"label"`
-	Binary string `json:"binary"`
+	Round    int    `json:"round"`
+	Label    string `json:"label"`    // A (--bin) or B (--compare)
+	Topology string `json:"topology"` // single or cluster3
+	Binary   string `json:"binary"`
 	*bench.APIResult
 	Yardstick *bench.YardstickResult `json:"yardstick"`
 }
@@ -205,14 +311,14 @@ func benchMapReduceCmd() *cobra.Command {
 				}
 			}
 			var results []*bench.MapReduceResult
-			err := f.eachRound(cmd, env, nil, func(i int, _ string, c *bench.Cluster) error {
+			err := f.eachRound(cmd, env, nil, func(r benchRound, c *bench.Cluster) error {
 				res, err := bench.RunMapReduce(cmd.Context(), c, tasks, concurrency)
 				if err != nil {
 					return err
 				}
 				results = append(results, res)
 				if !g.out.json() {
-					fmt.Printf("round %d %s: %d tasks on %d workers in %s = %.0f tasks/s (%s)\n", i+1, label(&f, i), res.Tasks, f.workers,
+					fmt.Printf("round %d %s: %d tasks on %d workers in %s = %.0f tasks/s (%s)\n", r.i+1, r.label(), res.Tasks, f.workers,
 						res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Result)
 					printProcs(os.Stdout, res.Procs)
 				}
@@ -263,22 +369,95 @@ func cleanup(keep bool, root string) {
 	_ = os.RemoveAll(root)
 }
 
-func printAPIRound(w io.Writer, i int, lbl, bin string, r *bench.APIResult, ys *bench.YardstickResult) {
+func printAPIRound(w io.Writer, r benchRound, res *bench.APIResult, ys *bench.YardstickResult) {
 	fmt.Fprintf(w, "round %d %s (%s): %d instances in %s = %.0f instances/s; submit p50 %s p99 %s, all submitted after %s",
-		i+1, lbl, bin, r.Instances, r.Elapsed.Round(time.Millisecond), r.PerSecond,
-		r.SubmitP50.Round(100*time.Microsecond), r.SubmitP99.Round(100*time.Microsecond), r.SubmitDone.Round(time.Millisecond))
-	if r.NotSucceeded > 0 {
-		fmt.Fprintf(w, "; %d NOT SUCCEEDED", r.NotSucceeded)
+		r.i+1, r.label(), r.bin, res.Instances, res.Elapsed.Round(time.Millisecond), res.PerSecond,
+		res.SubmitP50.Round(100*time.Microsecond), res.SubmitP99.Round(100*time.Microsecond), res.SubmitDone.Round(time.Millisecond))
+	if res.NotSucceeded > 0 {
+		fmt.Fprintf(w, "; %d NOT SUCCEEDED", res.NotSucceeded)
 	}
 	fmt.Fprintln(w)
+	if r.multi && res.Replicas != nil {
+		fmt.Fprintf(w, "  nats: %s; %d streams checked", replicasOn(res), res.Replicas.Streams)
+		if len(res.Replicas.Nodes) > 0 {
+			fmt.Fprintf(w, ", %s on %s (leader first)", "KV_jw_instances", strings.Join(res.Replicas.Nodes, " "))
+		}
+		fmt.Fprintln(w)
+	}
 	if ys != nil {
 		fmt.Fprintf(w, "  yardstick: raw JetStream work queue %d msgs in %s = %.0f msgs/s; jetworker/yardstick %.2f\n",
-			ys.Messages, ys.Elapsed.Round(time.Millisecond), ys.PerSecond, r.PerSecond/ys.PerSecond)
+			ys.Messages, ys.Elapsed.Round(time.Millisecond), ys.PerSecond, res.PerSecond/ys.PerSecond)
 	}
-	fmt.Fprintf(w, "  cpu per instance (nats+server+workers): %s; submitter %.2fs\n", r.CPUPerInstance.Round(100*time.Nanosecond), r.SubmitterCPU)
+	fmt.Fprintf(w, "  cpu per instance (nats+server+workers): %s; submitter %.2fs\n", res.CPUPerInstance.Round(100*time.Nanosecond), res.SubmitterCPU)
 	fmt.Fprintf(w, "  stored: %.0f bytes per instance (records + index; index %.0f); first page of 50: app %s, job %s, succeeded %s\n",
-		r.StoreBytesPerInstance, float64(r.StoreIndexBytes)/float64(r.Instances), r.PageApp.Round(10*time.Microsecond), r.PageJob.Round(10*time.Microsecond), r.PageSucceeded.Round(10*time.Microsecond))
-	printProcs(w, r.Procs)
+		res.StoreBytesPerInstance, float64(res.StoreIndexBytes)/float64(res.Instances), res.PageApp.Round(10*time.Microsecond), res.PageJob.Round(10*time.Microsecond), res.PageSucceeded.Round(10*time.Microsecond))
+	printProcs(w, res.Procs)
+}
+
+// replicasOn says what a round measured: "R3 on 3 nodes".
+func replicasOn(res *bench.APIResult) string {
+	r := 0
+	if res.Replicas != nil {
+		r = res.Replicas.Replicas
+	}
+	nodes := "nodes"
+	if res.NATSNodes == 1 {
+		nodes = "node"
+	}
+	return fmt.Sprintf("R%d on %d %s", r, res.NATSNodes, nodes)
+}
+
+// printTopologies prints, for each topology of the run, its instances/s
+// per round and median, CPU per instance and the yardstick, then each
+// topology's ratio to the first (cluster3/single): of the medians, and
+// per round number (the rounds ran one after the other).
+func printTopologies(w io.Writer, rounds []benchRoundJSON) {
+	type series struct {
+		name, what    string
+		rate, cpu, ys []float64
+	}
+	var all []*series
+	by := map[string]*series{}
+	for _, r := range rounds {
+		s := by[r.Topology]
+		if s == nil {
+			s = &series{name: r.Topology, what: replicasOn(r.APIResult)}
+			by[r.Topology] = s
+			all = append(all, s)
+		}
+		s.rate = append(s.rate, r.PerSecond)
+		s.cpu = append(s.cpu, float64(r.CPUPerInstance))
+		if r.Yardstick != nil {
+			s.ys = append(s.ys, r.Yardstick.PerSecond)
+		}
+	}
+	for _, s := range all {
+		fmt.Fprintf(w, "%s (%s): instances/s per round", s.name, s.what)
+		for _, v := range s.rate {
+			fmt.Fprintf(w, " %.0f", v)
+		}
+		fmt.Fprintf(w, ", median %.0f; cpu per instance median %s", median(s.rate), time.Duration(median(s.cpu)).Round(100*time.Nanosecond))
+		if len(s.ys) > 0 {
+			fmt.Fprintf(w, "; yardstick median %.0f msgs/s", median(s.ys))
+		}
+		fmt.Fprintln(w)
+	}
+	base := all[0]
+	for _, s := range all[1:] {
+		var per []float64
+		for i := range min(len(s.rate), len(base.rate)) {
+			per = append(per, s.rate[i]/base.rate[i])
+		}
+		fmt.Fprintf(w, "%s / %s (%s/%s): instances/s median %.2f; per round", s.what, base.what, s.name, base.name, median(s.rate)/median(base.rate))
+		for _, v := range per {
+			fmt.Fprintf(w, " %.2f", v)
+		}
+		fmt.Fprintf(w, "; cpu per instance median %.2f", median(s.cpu)/median(base.cpu))
+		if len(s.ys) > 0 && len(base.ys) > 0 {
+			fmt.Fprintf(w, "; yardstick median %.2f", median(s.ys)/median(base.ys))
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func printProcs(w io.Writer, ps []bench.ProcStats) {
@@ -334,7 +513,7 @@ func benchRetentionCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.rounds, f.compare = 1, ""
 			env := []string{"JETWORKER_SCHEDULER_INSTANCE_RETENTION=" + retention.String()}
-			return f.eachRound(cmd, []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"}, env, func(_ int, _ string, c *bench.Cluster) error {
+			return f.eachRound(cmd, []string{"JETWORKER_WORKER_TASK_TRACKER_MAX_LIGHT=20000"}, env, func(_ benchRound, c *bench.Cluster) error {
 				fmt.Printf("%d instances/s for %s, retention %s\n", cfg.Rate, cfg.Duration, retention)
 				fmt.Println("AT\tSUBMITTED\tRECORDS\tRECORD MiB\tINDEX MiB\tNATS RSS MiB\tSUBMIT FAILURES")
 				_, err := bench.RunSteady(cmd.Context(), c, cfg, func(s bench.StoreSample) {

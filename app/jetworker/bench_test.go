@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,6 +52,38 @@ func TestBenchAPI(t *testing.T) {
 	}
 }
 
+// TestBenchAPITopologies runs `bench api --topology single,cluster3` small:
+// a round on one NATS node, then one on three routed `jetworker nats`
+// processes, where every store is checked to be R3 on the three nodes
+// before the measurement; each topology's figures and the ratio
+// cluster3/single are printed under their names.
+func TestBenchAPITopologies(t *testing.T) {
+	t.Parallel()
+	// Three NATS processes form a cluster and elect leaders: more than
+	// run's 30 s is allowed under a loaded CI (it takes about 8 s idle).
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"bench", "api", "--instances", "300", "--topology", "single,cluster3"}
+	r := runCmd(ctx, t, command(ctx, t, args...), "jetworker bench api --topology")
+	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	for _, re := range []string{
+		`(?m)^round 1 A single \(.*\): 300 instances in \S+ = \d+ instances/s`,
+		`(?m)^  nats: R1 on 1 node; \d+ streams checked$`,
+		`(?m)^  nats \S+s cpu \d+ MiB; server `,
+		`(?m)^round 2 A cluster3 \(.*\): 300 instances in \S+ = \d+ instances/s`,
+		`(?m)^  nats: R3 on 3 nodes; \d+ streams checked, KV_jw_instances on n\d n\d n\d \(leader first\)$`,
+		`(?m)^  yardstick: raw JetStream work queue 300 msgs in \S+ = \d+ msgs/s; jetworker/yardstick \d+\.\d\d$`,
+		`(?m)^  nats-0 \S+s cpu \d+ MiB; nats-1 \S+s cpu \d+ MiB; nats-2 \S+s cpu \d+ MiB; server \S+s cpu \d+ MiB; worker-0 `,
+		`(?m)^single \(R1 on 1 node\): instances/s per round \d+, median \d+; cpu per instance median \S+; yardstick median \d+ msgs/s$`,
+		`(?m)^cluster3 \(R3 on 3 nodes\): instances/s per round \d+, median \d+; cpu per instance median \S+; yardstick median \d+ msgs/s$`,
+		`(?m)^R3 on 3 nodes / R1 on 1 node \(cluster3/single\): instances/s median \d+\.\d\d; per round \d+\.\d\d; cpu per instance median \d+\.\d\d; yardstick median \d+\.\d\d$`,
+	} {
+		require.Regexp(t, re, r.stdout)
+	}
+	require.NotContains(t, r.stdout, "NOT SUCCEEDED")
+	require.Len(t, regexp.MustCompile(`(?m)^round `).FindAllString(r.stdout, -1), 2, r.stdout)
+}
+
 // TestBenchMapReduce runs one demo.fanout map-reduce across two worker
 // processes and checks the reduced count.
 func TestBenchMapReduce(t *testing.T) {
@@ -89,4 +123,11 @@ func TestBenchBadBinary(t *testing.T) {
 	r := run(t, "bench", "api", "--bin", "/nonexistent/jetworker")
 	require.Equal(t, exitUsage, r.code)
 	require.Contains(t, r.stderr, "/nonexistent/jetworker")
+
+	r = run(t, "bench", "api", "--topology", "cluster5")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, `--topology "cluster5": want single or cluster3`)
+	r = run(t, "bench", "api", "--topology", "single,cluster3", "--compare", bin)
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "--compare measures one --topology at a time")
 }

@@ -53,7 +53,12 @@ func cmpOr(v, d int) int {
 
 // APIResult is what an API run measured.
 type APIResult struct {
-	Instances      int           `json:"instances"`
+	Instances int `json:"instances"`
+	// NATSNodes is how many NATS processes served the run, and Replicas
+	// what CheckReplicas found before it (every store's replica count,
+	// and the nodes of the instance bucket).
+	NATSNodes      int           `json:"nats_nodes"`
+	Replicas       *ReplicaCheck `json:"replicas"`
 	Elapsed        time.Duration `json:"elapsed_ns"`
 	PerSecond      float64       `json:"instances_per_second"`
 	SubmitP50      time.Duration `json:"submit_p50_ns"`
@@ -78,7 +83,8 @@ type APIResult struct {
 // RunAPI submits cfg.Instances no-op standalone runs to the cluster's app
 // over TCP and measures from the first submit until the last instance is
 // SUCCEEDED in storage (seen by a watch of the instance records, which
-// delivers what JetStream stored).
+// delivers what JetStream stored). Before it, the stores' replicas are
+// checked (CheckReplicas): a run on R1 where R3 was meant fails.
 func RunAPI(ctx context.Context, c *Cluster, cfg APIConfig) (*APIResult, error) {
 	cfg.fill()
 	nc, js, cl, err := c.connect(ctx)
@@ -86,6 +92,10 @@ func RunAPI(ctx context.Context, c *Cluster, cfg APIConfig) (*APIResult, error) 
 		return nil, err
 	}
 	defer nc.Close()
+	rc, err := c.CheckReplicas(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	kv, err := js.KeyValue(ctx, jetstream.BucketInstances)
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", jetstream.BucketInstances, err)
@@ -114,7 +124,7 @@ func RunAPI(ctx context.Context, c *Cluster, cfg APIConfig) (*APIResult, error) 
 	if f.err != nil {
 		return nil, fmt.Errorf("%d of %d instances final after %s: %w", f.final, cfg.Instances, el.Round(time.Millisecond), f.err)
 	}
-	res := &APIResult{Instances: cfg.Instances, Elapsed: el, PerSecond: float64(cfg.Instances) / el.Seconds(),
+	res := &APIResult{Instances: cfg.Instances, NATSNodes: c.NATSNodes(), Replicas: rc, Elapsed: el, PerSecond: float64(cfg.Instances) / el.Seconds(),
 		SubmitDone: submitted, NotSucceeded: f.final - f.succeeded, Procs: c.phase(),
 		SubmitterCPU: selfCPU() - cpu0}
 	slices.Sort(lat)
@@ -137,7 +147,7 @@ const benchJob = "bench-noop"
 // measureStore reads the stored size and times first pages.
 func measureStore(ctx context.Context, js njs.JetStream, cl *client.Client, app string, res *APIResult) error {
 	indexed := true
-	for _, name := range []string{"KV_" + jetstream.BucketInstances, jetstream.StreamIndex} {
+	for _, name := range []string{jetstream.InstancesKV.Stream(), jetstream.StreamIndex} {
 		st, err := js.Stream(ctx, name)
 		if name == jetstream.StreamIndex && errors.Is(err, njs.ErrStreamNotFound) {
 			indexed = false // a binary from before the index (--compare)

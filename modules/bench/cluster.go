@@ -6,7 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,13 +31,23 @@ type ClusterConfig struct {
 	// profiles there when they stop (the binary's --cpuprofile and
 	// --memprofile flags).
 	ProfileDir string
+	// NATSNodes is how many `jetworker nats` processes there are: zero or
+	// 1 is one node without routes; more form one NATS cluster (each its
+	// own store, routes to the others), and the server and workers get
+	// every node's URL. On 3 or more nodes the server (replicas 0 =
+	// automatic) puts every store on 3 replicas: Replicas says what to
+	// expect, and CheckReplicas verifies it.
+	NATSNodes int
 }
 
-// Cluster is a running NATS + server + workers, each its own process.
+// Cluster is a running NATS (one node or a routed cluster) + server +
+// workers, each its own process.
 type Cluster struct {
-	cfg     ClusterConfig
+	cfg ClusterConfig
+	// URL is every NATS node's client URL, comma separated (as --nats
+	// and nats.Connect take them).
 	URL     string
-	nats    *proc
+	nats    []*proc
 	server  *proc
 	workers []*proc
 }
@@ -49,25 +59,17 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		cfg.App = "bench"
 	}
 	cfg.Workers = max(cfg.Workers, 1)
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	c := &Cluster{cfg: cfg, URL: "nats://127.0.0.1:" + strconv.Itoa(port)}
+	c := &Cluster{cfg: cfg}
 	ok := false
 	defer func() {
 		if !ok {
 			c.Stop()
 		}
 	}()
-	store := filepath.Join(cfg.Dir, "nats-store")
-	if c.nats, err = startProc(cfg.Dir, "nats", cfg.Bin, nil, "nats listening on",
-		"nats", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--store-dir", store); err != nil {
+	if err := c.startNATS(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.nats.waitReady(ctx); err != nil {
-		return nil, err
-	}
+	var err error
 	if c.server, err = startProc(cfg.Dir, "server", cfg.Bin, cfg.ServerEnv, "server started",
 		append([]string{"server", "--nats", c.URL}, c.profileArgs("server")...)...); err != nil {
 		return nil, err
@@ -123,10 +125,10 @@ func (c *Cluster) createApp(ctx context.Context) error {
 	}
 }
 
-// procs lists every process, NATS first.
+// procs lists every process, the NATS nodes first.
 func (c *Cluster) procs() []*proc {
 	out := []*proc{}
-	for _, p := range append([]*proc{c.nats, c.server}, c.workers...) {
+	for _, p := range append(append(slices.Clone(c.nats), c.server), c.workers...) {
 		if p != nil {
 			out = append(out, p)
 		}
@@ -167,12 +169,17 @@ func (c *Cluster) phase() []ProcStats {
 }
 
 // Stop ends every process, workers first and NATS last (SIGTERM, then
-// SIGKILL after a grace period).
+// SIGKILL after a grace period). The NATS nodes of a cluster are stopped
+// together, so that none waits for the others' leaders to move.
 func (c *Cluster) Stop() {
-	ps := c.procs()
-	for i := len(ps) - 1; i >= 0; i-- {
-		ps[i].stop(40 * time.Second)
+	const grace = 40 * time.Second
+	for i := len(c.workers) - 1; i >= 0; i-- {
+		c.workers[i].stop(grace)
 	}
+	if c.server != nil {
+		c.server.stop(grace)
+	}
+	stopAll(c.nats, grace)
 }
 
 // connect opens the submitter's connection and client (the caller closes

@@ -8,6 +8,11 @@
 // so that a figure can be read as a ratio to what the broker itself does
 // on this machine at this moment.
 //
+// NATS is one node, or (ClusterConfig.NATSNodes) a routed cluster of
+// `jetworker nats` processes, each with its own store; on three the
+// server puts every store on R3, which CheckReplicas verifies before a
+// run, and the yardstick uses the same replicas.
+//
 // `jetworker bench` is its command; the binary under test is chosen with
 // --bin, so two commits can be measured side by side by one driver.
 package bench

@@ -134,18 +134,32 @@ func (p *proc) phase() ProcStats {
 
 // stop asks the process to end (SIGTERM, so profiles are written) and
 // kills it when it has not ended within grace.
-func (p *proc) stop(grace time.Duration) {
-	if p.cmd.Process == nil {
-		return
+func (p *proc) stop(grace time.Duration) { stopAll([]*proc{p}, grace) }
+
+// stopAll asks every process to end at once (SIGTERM) and kills those
+// that have not ended within grace of that.
+func stopAll(ps []*proc, grace time.Duration) {
+	for _, p := range ps {
+		if p != nil && p.cmd.Process != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	for _, p := range ps {
+		if p == nil || p.cmd.Process == nil {
+			continue
+		}
+		select {
+		case <-p.done:
+		case <-deadline.C:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			// The deadline has passed for the others too.
+			deadline.Reset(0)
+		}
+		_ = p.log.Close()
 	}
-	_ = p.log.Close()
 }
 
 // cleanEnv is this process's environment without JETWORKER_* variables

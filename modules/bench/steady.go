@@ -62,7 +62,7 @@ func RunSteady(ctx context.Context, c *Cluster, cfg SteadyConfig, report func(St
 	var out []StoreSample
 	take := func() error {
 		s := StoreSample{At: time.Since(start), Submitted: submitted, SubmitFailures: failures}
-		for _, name := range []string{"KV_" + jetstream.BucketInstances, jetstream.StreamIndex} {
+		for _, name := range []string{jetstream.InstancesKV.Stream(), jetstream.StreamIndex} {
 			st, err := js.Stream(ctx, name)
 			if err != nil {
 				return fmt.Errorf("stream %s: %w", name, err)
@@ -77,8 +77,8 @@ func RunSteady(ctx context.Context, c *Cluster, cfg SteadyConfig, report func(St
 				s.RecordMsgs, s.RecordBytes = info.State.Msgs, info.State.Bytes
 			}
 		}
-		c.nats.sampleRSS()
-		s.NATSRSSMiB = c.nats.phase().PeakRSSMiB
+		c.nats[0].sampleRSS()
+		s.NATSRSSMiB = c.nats[0].phase().PeakRSSMiB
 		out = append(out, s)
 		if report != nil {
 			report(s)

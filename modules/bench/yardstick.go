@@ -14,6 +14,7 @@ type YardstickResult struct {
 	Messages  int           `json:"messages"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	PerSecond float64       `json:"messages_per_second"`
+	Replicas  int           `json:"replicas"`
 	Procs     []ProcStats   `json:"procs"`
 }
 
@@ -21,8 +22,10 @@ type YardstickResult struct {
 // work-queue stream on the cluster's NATS, n messages of size bytes
 // published with PublishAsync (at most 4,096 unacknowledged), then
 // consumed with a pull consumer and acknowledged one by one, from the
-// first publish to the last acknowledgement confirmed. The stream is
-// deleted afterwards.
+// first publish to the last acknowledgement confirmed. The stream has
+// the replicas the server's stores have on this NATS (c.Replicas: 3 on a
+// cluster of 3 nodes), so that the ratio compares like with like. The
+// stream is deleted afterwards.
 func RunYardstick(ctx context.Context, c *Cluster, n, size int) (*YardstickResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -37,7 +40,7 @@ func RunYardstick(ctx context.Context, c *Cluster, n, size int) (*YardstickResul
 	}
 	const name = "BENCH_YARDSTICK"
 	s, err := js.CreateOrUpdateStream(ctx, njs.StreamConfig{Name: name, Subjects: []string{"bench.yardstick"},
-		Retention: njs.WorkQueuePolicy, Storage: njs.FileStorage})
+		Retention: njs.WorkQueuePolicy, Storage: njs.FileStorage, Replicas: c.Replicas()})
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +53,10 @@ func RunYardstick(ctx context.Context, c *Cluster, n, size int) (*YardstickResul
 	c.markPhase()
 	start := time.Now()
 	for range n {
-		if _, err := js.PublishAsync("bench.yardstick", payload); err != nil {
+		// At most 4,096 unacknowledged: a publish waits for room, as long
+		// as acks keep coming (the default 200 ms stall limit fails R3 on a
+		// busy machine).
+		if _, err := js.PublishAsync("bench.yardstick", payload, njs.WithStallWait(30*time.Second)); err != nil {
 			return nil, err
 		}
 	}
@@ -96,5 +102,5 @@ func RunYardstick(ctx context.Context, c *Cluster, n, size int) (*YardstickResul
 		}
 	}
 	el := time.Since(start)
-	return &YardstickResult{Messages: n, Elapsed: el, PerSecond: float64(n) / el.Seconds(), Procs: c.phase()}, nil
+	return &YardstickResult{Messages: n, Elapsed: el, PerSecond: float64(n) / el.Seconds(), Replicas: c.Replicas(), Procs: c.phase()}, nil
 }
