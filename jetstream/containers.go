@@ -106,14 +106,14 @@ func (s *Containers) artifacts(ctx context.Context, app string) (jetstream.Objec
 		return obj, nil
 	}
 	name := Artifacts(app)
-	obj, err := s.js.ObjectStore(ctx, name.Bucket)
+	err := retryAPI(ctx, func(ctx context.Context) (err error) { obj, err = s.js.ObjectStore(ctx, name.Bucket); return err })
 	switch {
 	case err == nil && s.replicas > 0:
 		err = reconcileReplicas(ctx, s.js, name.Stream(), s.replicas)
 	case errors.Is(err, jetstream.ErrBucketNotFound) && s.replicas <= 0:
 		err = fmt.Errorf("%w (no server has taken app %s yet)", ErrNotInitialised, app)
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		err = whilePlacing(ctx, func() error {
+		err = retryAPI(ctx, func(ctx context.Context) (err error) {
 			obj, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: name.Bucket, Replicas: s.replicas,
 				Storage: jetstream.FileStorage, Description: "jetworker container artifacts of app " + app})
 			return err

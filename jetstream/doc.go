@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -70,7 +71,8 @@ var ErrNotInitialised = fmt.Errorf("%w: no server has initialised this NATS (sta
 // other setting of an existing bucket is kept (first creator wins), so
 // servers of different versions do not fight over it.
 func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	var kv jetstream.KeyValue
+	err := retryAPI(ctx, func(ctx context.Context) (err error) { kv, err = js.KeyValue(ctx, cfg.Bucket); return err })
 	if err == nil {
 		if cfg.Replicas > 0 {
 			if err := reconcileReplicas(ctx, js, KV{cfg.Bucket}.Stream(), cfg.Replicas); err != nil {
@@ -85,10 +87,7 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	if cfg.Replicas <= 0 {
 		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, ErrNotInitialised)
 	}
-	err = whilePlacing(ctx, func() error {
-		kv, err = js.CreateKeyValue(ctx, cfg)
-		return err
-	})
+	err = retryAPI(ctx, func(ctx context.Context) (err error) { kv, err = js.CreateKeyValue(ctx, cfg); return err })
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = js.KeyValue(ctx, cfg.Bucket)
 	}
@@ -98,18 +97,33 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	return kv, nil
 }
 
-// errCodeNoPeers is JetStream's "no suitable peers for placement".
-const errCodeNoPeers jetstream.ErrorCode = 10005
+// JetStream errors a forming cluster answers with.
+const (
+	errCodeNoPeers     jetstream.ErrorCode = 10005 // no suitable peers for placement
+	errCodeUnavailable jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable
+)
 
-// whilePlacing runs create until the cluster can place the store: a
-// server starting with a NATS cluster that is still forming gets "no
-// suitable peers for placement" (10005) until every peer has joined.
-// Other errors, and the end of ctx, end it.
-func whilePlacing(ctx context.Context, create func() error) error {
+// apiTryTimeout bounds one JetStream API call inside retryAPI.
+const apiTryTimeout = 5 * time.Second
+
+// retryAPI runs a JetStream API call until the cluster can answer it: a
+// server starting with a NATS cluster that is still forming sends
+// requests that nobody answers (no meta leader yet: each try is bounded
+// by apiTryTimeout, not by ctx), gets "no responders" (JetStream not up
+// yet), "temporarily unavailable" or "no suitable peers for placement"
+// (not every peer has joined). Other errors, and the end of ctx, end it.
+// A create that timed out may have happened: the caller's retry then
+// gets "already exists" and binds.
+func retryAPI(ctx context.Context, call func(context.Context) error) error {
 	for try := 0; ; try++ {
-		err := create()
+		tctx, cancel := context.WithTimeout(ctx, apiTryTimeout)
+		err := call(tctx)
+		cancel()
 		var api *jetstream.APIError
-		if err == nil || !errors.As(err, &api) || api.ErrorCode != errCodeNoPeers {
+		again := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+			(errors.As(err, &api) && (api.ErrorCode == errCodeNoPeers || api.ErrorCode == errCodeUnavailable))
+		if err == nil || !again || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -122,7 +136,8 @@ func whilePlacing(ctx context.Context, create func() error) error {
 
 // ensureStream is ensureKV for a stream.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, cfg.Name)
+	var st jetstream.Stream
+	err := retryAPI(ctx, func(ctx context.Context) (err error) { st, err = js.Stream(ctx, cfg.Name); return err })
 	if err == nil {
 		if cfg.Replicas > 0 {
 			if err := reconcileReplicas(ctx, js, cfg.Name, cfg.Replicas); err != nil {
@@ -137,10 +152,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if cfg.Replicas <= 0 {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, ErrNotInitialised)
 	}
-	err = whilePlacing(ctx, func() error {
-		st, err = js.CreateStream(ctx, cfg)
-		return err
-	})
+	err = retryAPI(ctx, func(ctx context.Context) (err error) { st, err = js.CreateStream(ctx, cfg); return err })
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = js.Stream(ctx, cfg.Name)
 	}
@@ -153,8 +165,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 // reconcileReplicas sets the replicas of the stream behind a store when
 // they differ from want, keeping the rest of its configuration.
 func reconcileReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) error {
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
+	var st jetstream.Stream
+	if err := retryAPI(ctx, func(ctx context.Context) (err error) { st, err = js.Stream(ctx, stream); return err }); err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	cfg := st.CachedInfo().Config
@@ -162,7 +174,7 @@ func reconcileReplicas(ctx context.Context, js jetstream.JetStream, stream strin
 		return nil
 	}
 	cfg.Replicas = want
-	if err := whilePlacing(ctx, func() error { _, err := js.UpdateStream(ctx, cfg); return err }); err != nil {
+	if err := retryAPI(ctx, func(ctx context.Context) error { _, err := js.UpdateStream(ctx, cfg); return err }); err != nil {
 		return fmt.Errorf("stream %s: replicas %d → %d: %w", stream, st.CachedInfo().Config.Replicas, want, err)
 	}
 	return nil

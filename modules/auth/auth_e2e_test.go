@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,24 +30,43 @@ import (
 // (server identity) and a worker per app (its app's identity), each on
 // its own TCP connection.
 type authStack struct {
-	t      *testing.T
-	dir    string
-	node   *natsconn.Node
-	client map[string]*client.Client // by identity
+	t     *testing.T
+	dir   string
+	nodes []*natsconn.Node
+	tls   bool
 }
 
-func newAuthStack(t *testing.T, tls bool, apps ...string) *authStack {
+// newAuthStack starts nodes NATS nodes (a cluster when more than one)
+// under a bundle for apps.
+func newAuthStack(t *testing.T, tls bool, nodes int, apps ...string) *authStack {
 	t.Helper()
 	dir := t.TempDir()
 	_, err := auth.Init(auth.Options{Apps: apps, Dir: dir, TLS: tls})
 	require.NoError(t, err)
-	node := natsconn.NewNode(natsconn.Embedded{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(),
-		ConfigFile: filepath.Join(dir, auth.NATSConfigFile)}, natstest.Logger(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, node.Start(ctx))
-	t.Cleanup(func() { _ = node.Stop(context.Background()) })
-	s := &authStack{t: t, dir: dir, node: node, client: map[string]*client.Client{}}
+	s := &authStack{t: t, dir: dir, tls: tls}
+	ports := make([]int, nodes)
+	for i := range ports {
+		ports[i] = natstest.FreePort(t)
+	}
+	for i := range nodes {
+		e := natsconn.Embedded{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(),
+			ConfigFile: filepath.Join(dir, auth.NATSConfigFile)}
+		if nodes > 1 {
+			e.ServerName = fmt.Sprintf("n%d", i)
+			e.Cluster = natsconn.Cluster{Name: "jwauth", Port: ports[i]}
+			for j, p := range ports {
+				if j != i { // no credentials here: the node adds the route user's
+					e.Cluster.Routes = append(e.Cluster.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+				}
+			}
+		}
+		node := natsconn.NewNode(e, natstest.Logger(t))
+		require.NoError(t, node.Start(ctx))
+		t.Cleanup(func() { _ = node.Stop(context.Background()) })
+		s.nodes = append(s.nodes, node)
+	}
 
 	srv, err := server.New(server.Config{LeasePeriod: 2 * time.Second, WorkerTTL: 2 * time.Second}, s.conn("server", nil), natstest.Logger(t))
 	require.NoError(t, err)
@@ -77,9 +97,13 @@ func (s *authStack) cfg(identity string) natsconn.Config {
 	f, err := config.Load(filepath.Join(s.dir, identity+".yaml"), nil)
 	require.NoError(s.t, err)
 	c := f.NATS
-	c.URLs = []string{s.node.ClientURL()}
-	if c.TLS.CA != "" {
-		c.URLs = []string{"tls://" + s.node.Server().Addr().String()}
+	c.URLs = nil
+	for _, n := range s.nodes {
+		if s.tls {
+			c.URLs = append(c.URLs, "tls://"+n.Server().Addr().String())
+		} else {
+			c.URLs = append(c.URLs, n.ClientURL())
+		}
 	}
 	c.ReconnectWait = 50 * time.Millisecond
 	return c
@@ -152,7 +176,7 @@ func (a *as) refused(what, subject string, attempt func(ctx context.Context) err
 
 func TestIsolationRefusesEveryForgery(t *testing.T) {
 	t.Parallel()
-	s := newAuthStack(t, false, "alpha", "beta")
+	s := newAuthStack(t, false, 1, "alpha", "beta")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -302,7 +326,7 @@ func TestIsolationRefusesEveryForgery(t *testing.T) {
 // certificate is refused.
 func TestTLSWithClientCertificates(t *testing.T) {
 	t.Parallel()
-	s := newAuthStack(t, true, "alpha")
+	s := newAuthStack(t, true, 1, "alpha")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	op := s.as("operator")
@@ -322,4 +346,28 @@ func TestTLSWithClientCertificates(t *testing.T) {
 	require.Error(t, err, "a client without a certificate connected")
 	require.ErrorContains(t, err, "certificate required")
 	_ = c.Stop(ctx)
+}
+
+// TestClusterUnderAuth: three nodes under one bundle route to each other
+// with the generated route credentials; the server makes the state R3
+// (the app's own stores too) and a map-reduce runs under the workers'
+// permissions.
+func TestClusterUnderAuth(t *testing.T) {
+	t.Parallel()
+	s := newAuthStack(t, false, 3, "alpha")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	op := s.as("operator")
+	opc, err := client.New(ctx, op.conn.NC(), op.conn.JS())
+	require.NoError(t, err)
+	r, err := opc.Run(ctx, "alpha", subjects.JobSpec{JobID: "primes", Processor: "demo.primes", ExecuteType: subjects.ExecMapReduce}, "100000")
+	require.NoError(t, err)
+	in, err := opc.Wait(ctx, r.InstanceID, nil)
+	require.NoError(t, err)
+	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+	for _, st := range []string{jetstream.InstancesKV.Stream(), jetstream.TasksKV("alpha").Stream(), jetstream.Artifacts("alpha").Stream()} {
+		info, err := op.conn.JS().Stream(ctx, st)
+		require.NoError(t, err, st)
+		require.Equal(t, 3, info.CachedInfo().Config.Replicas, st)
+	}
 }

@@ -226,6 +226,9 @@ func routes(ports []int, self int) string {
 	return out
 }
 
+// FreePort is a free TCP port on 127.0.0.1 (free when asked).
+func FreePort(t testing.TB) int { return freePort(t) }
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
