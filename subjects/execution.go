@@ -307,6 +307,11 @@ type InstanceStatus struct {
 	Epoch uint64 `msgpack:"epoch"`
 	// Recent sub-instances of a frequent instance, newest last (at most 10).
 	Recent []SubInstance `msgpack:"recent"`
+	// Handover, on a FAILED final status of a frequent instance, says the
+	// tracker's worker is draining and gives the instance back: the owner
+	// dispatches it again (a new epoch, another worker) instead of ending
+	// it, so a rolling restart records no failure.
+	Handover bool `msgpack:"handover,omitempty"`
 }
 
 // Validate requires ids and a state.

@@ -388,6 +388,8 @@ func (m *InstanceStatus) decodeFrom(r *reader) error {
 		case "recent":
 			m.Recent = nil
 			err = r.reflect(&m.Recent)
+		case "handover":
+			m.Handover, err = r.bool()
 		default:
 			err = r.skip()
 		}

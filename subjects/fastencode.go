@@ -132,14 +132,26 @@ func encodeCustom(e *msgpack.Encoder, m fastEncoder) error {
 func (m *InstanceStatus) EncodeMsgpack(e *msgpack.Encoder) error { return encodeCustom(e, m) }
 
 func (m *InstanceStatus) appendTo(out []byte) ([]byte, error) {
-	b := w(out).mapLen(10).key("v").u8(m.V).key("instance_id").str(m.InstanceID).key("job_id").str(m.JobID).
+	n := 10
+	if m.Handover { // omitempty
+		n++
+	}
+	b := w(out).mapLen(n).key("v").u8(m.V).key("instance_id").str(m.InstanceID).key("job_id").str(m.JobID).
 		key("worker_id").str(m.WorkerID).key("state").u8(uint8(m.State)).key("counts")
 	b, _ = m.Counts.appendTo(b)
 	b = b.key("result").str(m.Result).key("seq").u64(m.Seq).key("epoch").u64(m.Epoch).key("recent")
 	if m.Recent == nil {
-		return append(b, 0xc0), nil
+		b = append(b, 0xc0)
+	} else {
+		var err error
+		if b, err = b.reflect(m.Recent); err != nil {
+			return b, err
+		}
 	}
-	return b.reflect(m.Recent)
+	if m.Handover {
+		b = b.key("handover").bool(true)
+	}
+	return b, nil
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.

@@ -144,7 +144,12 @@ var goldenCases = []goldenCase{
 			}}
 	}},
 	// A frequent instance never has waiting runs.
-	{name: "instance_status", allowZero: []string{"Counts.Waiting"}, sample: func() subjects.Message { return sampleFrequentStatus() }},
+	{name: "instance_status", allowZero: []string{"Counts.Waiting", "Handover"}, sample: func() subjects.Message { return sampleFrequentStatus() }},
+	{name: "instance_status_handover", allowZero: []string{"Counts.Waiting"}, sample: func() subjects.Message {
+		st := sampleFrequentStatus()
+		st.State, st.Result, st.Handover = subjects.InstanceFailed, "worker w-host1-42-abc123 stopping", true
+		return st
+	}},
 	{name: "start_tasks", allowZero: []string{"Job.PeriodMS"}, sample: func() subjects.Message {
 		return &subjects.StartTasks{InstanceID: sampleInstance, TrackerID: sampleWorker, Epoch: 2, Job: sampleMapReduceSpec(),
 			Params: `{"day":"2025-11-21"}`, Tasks: []subjects.TaskSpec{

@@ -341,6 +341,18 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus, batch *
 			r.Note = fmt.Sprintf("run %d failed (%s); retrying (%d of %d)", r.RunCount, st.Result, r.RunCount, r.InstanceRetries)
 			return true
 		}
+		if st.Handover && st.State == subjects.InstanceFailed && !r.State.Final() && st.Epoch >= r.Epoch && r.Job.TimeType.Frequent() {
+			// A draining worker gives its frequent instance back: it runs
+			// on, elsewhere, as the same instance (no failure recorded).
+			retry = true
+			r.State, r.Counts = subjects.InstanceWaitingDispatch, subjects.TaskCounts{}
+			moveEpoch(r, max(r.Epoch, st.Epoch)+1)
+			if len(st.Recent) > 0 {
+				r.Recent = st.Recent
+			}
+			r.Note = fmt.Sprintf("handed over (%s)", st.Result)
+			return true
+		}
 		if r.State.Final() || st.Epoch < r.Epoch {
 			return false // state only moves forward; a stale tracker is ignored
 		}

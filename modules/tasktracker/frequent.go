@@ -34,6 +34,7 @@ type frequent struct {
 	stopState subjects.InstanceState
 	stopWhy   string
 	abandoned bool
+	handover  bool // stopped by a drain: reported with Handover
 	lastProg  time.Time
 	wg        sync.WaitGroup
 }
@@ -57,7 +58,7 @@ func (f *frequent) loop() {
 	}
 	f.wg.Wait()
 	f.mu.Lock()
-	state, why, abandoned := f.stopState, f.stopWhy, f.abandoned
+	state, why, abandoned, handover := f.stopState, f.stopWhy, f.abandoned, f.handover
 	recent := append([]subjects.SubInstance(nil), f.recent...)
 	f.mu.Unlock()
 	if abandoned {
@@ -68,7 +69,7 @@ func (f *frequent) loop() {
 		state, why = subjects.InstanceStopped, "stopped"
 	}
 	f.m.finish(&subjects.InstanceStatus{InstanceID: f.run.InstanceID, JobID: f.run.Job.JobID, State: state, Result: why,
-		Recent: recent, Counts: f.counts(), Epoch: f.run.Epoch}, nil)
+		Recent: recent, Counts: f.counts(), Epoch: f.run.Epoch, Handover: handover}, nil)
 }
 
 func (f *frequent) fixedRate() {
@@ -186,6 +187,17 @@ func (f *frequent) stop(state subjects.InstanceState, reason string) {
 	f.mu.Lock()
 	if f.stopState == 0 {
 		f.stopState, f.stopWhy = state, reason
+	}
+	f.mu.Unlock()
+	f.cancel()
+}
+
+// handOver stops the instance because this worker drains, and reports it
+// FAILED with Handover set: the owner runs it on another worker.
+func (f *frequent) handOver(reason string) {
+	f.mu.Lock()
+	if f.stopState == 0 {
+		f.stopState, f.stopWhy, f.handover = subjects.InstanceFailed, reason, true
 	}
 	f.mu.Unlock()
 	f.cancel()

@@ -538,19 +538,20 @@ func (m *Manager) ServerChanged(string, string) {}
 
 // Drain stops taking instances and waits for those running to end and
 // their final status to be acknowledged, or ctx to end. Frequent
-// instances never end on their own: they are stopped.
+// instances never end on their own: they are handed back to the owner,
+// which dispatches them to another worker.
 func (m *Manager) Drain(ctx context.Context) error {
 	m.mu.Lock()
 	m.draining = true
-	var freq []tracker
+	var freq []*frequent
 	for _, t := range m.trackers {
-		if t.kind() == kindFrequent {
-			freq = append(freq, t)
+		if f, ok := t.(*frequent); ok {
+			freq = append(freq, f)
 		}
 	}
 	m.mu.Unlock()
-	for _, t := range freq {
-		t.stop(subjects.InstanceFailed, "worker "+m.id.WorkerID+" stopping")
+	for _, f := range freq { // handed over: the owner runs them elsewhere
+		f.handOver("worker " + m.id.WorkerID + " stopping")
 	}
 	stop := context.AfterFunc(ctx, func() {
 		m.mu.Lock()
