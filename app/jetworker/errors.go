@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 	"gopkg.in/yaml.v3"
 
 	"github.com/jetworker/jetworker/app"
@@ -113,6 +115,9 @@ func explain(err error) (string, int) {
 		return tidy(err.Error()), exitNotFound
 	case errors.Is(err, rpc.ErrNoResponders), errors.Is(err, rpc.ErrTimeout):
 		return "no jetworker server answered: start `jetworker dev` or `jetworker server` (" + tidy(err.Error()) + ")", exitUnreachable
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, njs.ErrNoStreamResponse):
+		return "NATS did not answer in time (" + tidy(err.Error()) + "): on a cluster that has just lost a node, " +
+			"JetStream elects new leaders within seconds; try again", exitUnreachable
 	case errors.Is(err, nats.ErrNoServers), errors.Is(err, syscall.ECONNREFUSED):
 		return "cannot reach NATS: start `jetworker dev` or pass --nats URL", exitUnreachable
 	case isUsage(err):

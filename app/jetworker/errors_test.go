@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/jetworker/jetworker/app/testkit"
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/demo"
+	"github.com/jetworker/jetworker/modules/natsconn"
 	"github.com/jetworker/jetworker/modules/natsconn/natstest"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -276,4 +278,18 @@ func TestInterruptDuringStart(t *testing.T) {
 	}
 	require.Less(t, time.Since(t0), 5*time.Second)
 	require.Contains(t, p.stderr.String(), "interrupted during start-up")
+}
+
+// TestExplainTimeouts: a JetStream call that times out (a cluster
+// electing leaders after losing a node) says so and what to do, not
+// "context deadline exceeded" alone; a denied permission names itself.
+func TestExplainTimeouts(t *testing.T) {
+	t.Parallel()
+	msg, code := explain(fmt.Errorf("bucket jw_instances: %w", context.DeadlineExceeded))
+	require.Equal(t, exitUnreachable, code)
+	require.Contains(t, msg, "NATS did not answer in time")
+	require.Contains(t, msg, "try again")
+	msg, code = explain(fmt.Errorf("run: %w", &natsconn.PermissionError{Op: "publish to", Subject: "jw.a.server.s.run"}))
+	require.Equal(t, exitDenied, code)
+	require.Contains(t, msg, `may not publish to "jw.a.server.s.run"`)
 }
