@@ -77,20 +77,31 @@ func OpenInstances(ctx context.Context, js jetstream.JetStream, replicas int) (*
 // keep rate × marker TTL messages in the store, 300k at 5k instances/s for
 // a minute, and nobody watches for the expiry).
 func allowMsgTTL(ctx context.Context, js jetstream.JetStream, stream string, batch bool) (jetstream.StreamConfig, error) {
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return jetstream.StreamConfig{}, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.AllowMsgTTL && cfg.AllowBatchPublish == batch {
-		return cfg, nil
-	}
-	cfg.AllowMsgTTL, cfg.AllowBatchPublish = true, batch
-	info, err := js.UpdateStream(ctx, cfg)
+	// Each try reads the stream afresh: an update that timed out may have
+	// happened (two servers starting at once on a new cluster: one of two
+	// updates in flight together went unanswered until the deadline).
+	var cfg jetstream.StreamConfig
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		cfg = st.CachedInfo().Config
+		if cfg.AllowMsgTTL && cfg.AllowBatchPublish == batch {
+			return nil
+		}
+		cfg.AllowMsgTTL, cfg.AllowBatchPublish = true, batch
+		info, err := js.UpdateStream(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		cfg = info.CachedInfo().Config
+		return nil
+	})
 	if err != nil {
 		return cfg, fmt.Errorf("stream %s: allow per-message TTL: %w", stream, err)
 	}
-	return info.CachedInfo().Config, nil
+	return cfg, nil
 }
 
 // EnableRetention allows per-message TTLs and batch writes on the bucket
