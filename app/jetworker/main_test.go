@@ -124,27 +124,11 @@ func start(t *testing.T, args ...string) *proc {
 	return startEnv(t, nil, args...)
 }
 
-// startEnv is start with extra environment variables.
+// startEnv is start with extra environment variables (killed after two
+// minutes, or at cleanup).
 func startEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	p := &proc{cmd: command(ctx, t, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		cancel()
-		if t.Failed() {
-			t.Logf("jetworker %v stdout:\n%s\nstderr:\n%s", args, p.stdout, p.stderr)
-		}
-	})
-	return p
+	return startFor(t, 2*time.Minute, env, args...)
 }
 
 func (p *proc) exited() bool {

@@ -174,6 +174,21 @@ func (a *as) refused(what, subject string, attempt func(ctx context.Context) err
 	require.Error(a.t, err, "%s succeeded", what)
 }
 
+// primes runs demo.primes below 100,000 in app as a map-reduce, through
+// the server, and requires its result.
+func (a *as) primes(ctx context.Context, app string) (*client.Client, *subjects.RunJobReply) {
+	a.t.Helper()
+	c, err := client.New(ctx, a.conn.NC(), a.conn.JS())
+	require.NoError(a.t, err)
+	r, err := c.Run(ctx, app, subjects.JobSpec{JobID: "primes", Processor: "demo.primes", ExecuteType: subjects.ExecMapReduce}, "100000")
+	require.NoError(a.t, err)
+	in, err := c.Wait(ctx, r.InstanceID, nil)
+	require.NoError(a.t, err)
+	require.Equal(a.t, subjects.InstanceSucceeded, in.State, in.Result)
+	require.Contains(a.t, in.Result, "9592")
+	return c, r
+}
+
 func TestIsolationRefusesEveryForgery(t *testing.T) {
 	t.Parallel()
 	s := newAuthStack(t, false, 1, "alpha", "beta")
@@ -184,14 +199,7 @@ func TestIsolationRefusesEveryForgery(t *testing.T) {
 	// alpha's worker, which writes task_info and logs under its own
 	// permissions, and the operator reads the result and the logs.
 	op := s.as("operator")
-	opc, err := client.New(ctx, op.conn.NC(), op.conn.JS())
-	require.NoError(t, err)
-	r, err := opc.Run(ctx, "alpha", subjects.JobSpec{JobID: "primes", Processor: "demo.primes", ExecuteType: subjects.ExecMapReduce}, "100000")
-	require.NoError(t, err)
-	in, err := opc.Wait(ctx, r.InstanceID, nil)
-	require.NoError(t, err)
-	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
-	require.Contains(t, in.Result, "9592")
+	opc, r := op.primes(ctx, "alpha")
 	hello, err := opc.Run(ctx, "alpha", subjects.JobSpec{JobID: "hello", Processor: "demo.hello", ExecuteType: subjects.ExecStandalone}, "secret-data")
 	require.NoError(t, err)
 	_, err = opc.Wait(ctx, hello.InstanceID, nil)
@@ -358,13 +366,7 @@ func TestClusterUnderAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	op := s.as("operator")
-	opc, err := client.New(ctx, op.conn.NC(), op.conn.JS())
-	require.NoError(t, err)
-	r, err := opc.Run(ctx, "alpha", subjects.JobSpec{JobID: "primes", Processor: "demo.primes", ExecuteType: subjects.ExecMapReduce}, "100000")
-	require.NoError(t, err)
-	in, err := opc.Wait(ctx, r.InstanceID, nil)
-	require.NoError(t, err)
-	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
+	op.primes(ctx, "alpha")
 	for _, st := range []string{jetstream.InstancesKV.Stream(), jetstream.TasksKV("alpha").Stream(), jetstream.Artifacts("alpha").Stream()} {
 		info, err := op.conn.JS().Stream(ctx, st)
 		require.NoError(t, err, st)
