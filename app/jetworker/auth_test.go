@@ -86,10 +86,9 @@ func TestAuthAcrossProcesses(t *testing.T) {
 
 	// Another app's worker identity cannot serve demo: its worker is told
 	// which permission it lacks.
-	w := startEnv(t, quickWorker, "worker", "--config", id("worker-other"), "--app", "demo")
-	require.Eventually(t, func() bool { return strings.Contains(w.stderr.String(), "permission denied") },
-		30*time.Second, 100*time.Millisecond)
-	require.Contains(t, w.stderr.String(), "subject=jw.demo.server.assert")
+	r = runEnv(t, quickWorker, "worker", "--config", id("worker-other"), "--app", "demo")
+	require.Equal(t, exitDenied, r.code, r.stderr)
+	require.Contains(t, r.stderr, `jetworker: permission denied: this NATS identity may not publish to "jw.demo.server.assert"`)
 
 	// Without credentials: refused at connect.
 	r = run(t, "--nats", url, "workers", "--app", "demo")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,7 +26,8 @@ type Conn struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 
-	denied func(*PermissionError)
+	denied      func(*PermissionError)
+	firstDenied atomic.Pointer[PermissionError]
 }
 
 // New prepares a connection; nothing happens until Start.
@@ -67,6 +69,7 @@ func (c *Conn) Start(ctx context.Context) error {
 			}
 			if pe := permissionError(err); pe != nil {
 				c.log.Error("nats: permission denied", "op", pe.Op, "subject", pe.Subject)
+				c.firstDenied.CompareAndSwap(nil, pe)
 				if c.denied != nil {
 					c.denied(pe)
 				}

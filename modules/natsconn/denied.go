@@ -60,6 +60,11 @@ func permissionError(err error) *PermissionError {
 // come.
 func (c *Conn) OnDenied(fn func(*PermissionError)) { c.denied = fn }
 
+// Denied returns the first permission NATS denied this connection, nil
+// when none was: a component whose start failed for want of a reply
+// (a worker's discovery) names the permission instead of a timeout.
+func (c *Conn) Denied() *PermissionError { return c.firstDenied.Load() }
+
 // nkeyPublic reads the public key of the NKey seed in path.
 func nkeyPublic(path string) (string, error) {
 	b, err := os.ReadFile(path)

@@ -298,6 +298,10 @@ func (w *Worker) Start(ctx context.Context) error {
 			w.mu.Lock()
 			w.started = nil
 			w.mu.Unlock()
+			if pe := w.conn.Denied(); pe != nil {
+				// No reply came because NATS refused the request: say so.
+				return fmt.Errorf("worker start: %s: %w (%w)", s.name, pe, err)
+			}
 			return fmt.Errorf("worker start: %s: %w", s.name, err)
 		}
 		w.mu.Lock()
