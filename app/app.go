@@ -72,7 +72,8 @@ var ErrInterrupted = errors.New("app: interrupted during start-up")
 // shutdown), and stops it within stopTimeout. A start failure is returned,
 // so the binary exits non-zero with the reason.
 func Run(opts fx.Option, startTimeout, stopTimeout time.Duration) error {
-	a := fx.New(opts, fx.StartTimeout(startTimeout), fx.StopTimeout(stopTimeout))
+	denied := &deniedStop{}
+	a := fx.New(opts, fx.Supply(denied), fx.Invoke(denied.watch), fx.StartTimeout(startTimeout), fx.StopTimeout(stopTimeout))
 	if err := a.Err(); err != nil {
 		return err
 	}
@@ -115,5 +116,9 @@ func Run(opts fx.Option, startTimeout, stopTimeout time.Duration) error {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	return a.Stop(ctx)
+	err = a.Stop(ctx)
+	if pe := denied.pe.Load(); pe != nil {
+		return errors.Join(pe, err)
+	}
+	return err
 }

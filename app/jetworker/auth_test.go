@@ -90,6 +90,11 @@ func TestAuthAcrossProcesses(t *testing.T) {
 	require.Equal(t, exitDenied, r.code, r.stderr)
 	require.Contains(t, r.stderr, `jetworker: permission denied: this NATS identity may not publish to "jw.demo.server.assert"`)
 
+	// An operator cannot run a server (servers write every store).
+	r = runEnv(t, nil, "server", "--config", id("operator"), "--id", "srv-x")
+	require.Equal(t, exitDenied, r.code, r.stderr)
+	require.Contains(t, r.stderr, "jetworker: permission denied: this NATS identity may not ")
+
 	// Without credentials: refused at connect.
 	r = run(t, "--nats", url, "workers", "--app", "demo")
 	require.Equal(t, exitUnreachable, r.code, r.stderr)

@@ -134,19 +134,18 @@ func clientConn(cmd *cobra.Command) (*natsconn.Conn, func(), error) {
 	// A subject this identity may not use ends the command at once with
 	// the permission NATS denied (execute reports it), instead of a
 	// request waiting out its timeout for a reply that cannot come.
-	cmdCtx, deny := context.WithCancelCause(cmd.Context())
+	cmdCtx, stopDenied := c.WithDenied(cmd.Context())
 	cmd.SetContext(cmdCtx)
-	c.OnDenied(func(pe *natsconn.PermissionError) { deny(pe) })
 	ctx, cancel := context.WithTimeout(cmdCtx, 5*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
-		deny(nil)
+		stopDenied()
 		return nil, nil, err
 	}
 	return c, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = c.Stop(ctx)
-		deny(nil)
+		stopDenied()
 	}, nil
 }
