@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,8 @@ type Conn struct {
 
 	denied      func(*PermissionError)
 	firstDenied atomic.Pointer[PermissionError]
+	deniedMu    sync.Mutex
+	deniedCtx   map[*context.CancelCauseFunc]struct{}
 }
 
 // New prepares a connection; nothing happens until Start.
@@ -69,10 +72,7 @@ func (c *Conn) Start(ctx context.Context) error {
 			}
 			if pe := permissionError(err); pe != nil {
 				c.log.Error("nats: permission denied", "op", pe.Op, "subject", pe.Subject)
-				c.firstDenied.CompareAndSwap(nil, pe)
-				if c.denied != nil {
-					c.denied(pe)
-				}
+				c.deny(pe)
 				return
 			}
 			c.log.Error("nats async error", "subject", subj, "err", err)

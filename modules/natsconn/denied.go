@@ -2,6 +2,7 @@ package natsconn
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -76,4 +77,39 @@ func nkeyPublic(path string) (string, error) {
 		return "", err
 	}
 	return kp.PublicKey()
+}
+
+// WithDenied returns a context that ends, with the *PermissionError as
+// its cause, at the first permission NATS denies this connection from now
+// on (or when parent ends): a start-up or a command that waits for
+// replies stops at once instead of retrying requests that NATS drops.
+// Call stop when done with it.
+func (c *Conn) WithDenied(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	c.deniedMu.Lock()
+	if c.deniedCtx == nil {
+		c.deniedCtx = map[*context.CancelCauseFunc]struct{}{}
+	}
+	key := &cancel
+	c.deniedCtx[key] = struct{}{}
+	c.deniedMu.Unlock()
+	return ctx, func() {
+		c.deniedMu.Lock()
+		delete(c.deniedCtx, key)
+		c.deniedMu.Unlock()
+		cancel(nil)
+	}
+}
+
+// deny reports pe to the handler and ends every WithDenied context.
+func (c *Conn) deny(pe *PermissionError) {
+	c.firstDenied.CompareAndSwap(nil, pe)
+	if c.denied != nil {
+		c.denied(pe)
+	}
+	c.deniedMu.Lock()
+	for cancel := range c.deniedCtx {
+		(*cancel)(pe)
+	}
+	c.deniedMu.Unlock()
 }

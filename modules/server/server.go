@@ -130,8 +130,19 @@ func clusterSize(nc *nats.Conn) int {
 // BadMessages counts undecodable or invalid messages received.
 func (s *Server) BadMessages() uint64 { return s.badMessages.Load() }
 
-// Start opens the stores, takes free apps, and starts serving.
+// Start opens the stores, takes free apps, and starts serving. A start
+// that NATS refuses a permission ends at once, naming it.
 func (s *Server) Start(ctx context.Context) error {
+	ctx, stop := s.conn.WithDenied(ctx)
+	defer stop()
+	err := s.start(ctx)
+	if pe := s.conn.Denied(); err != nil && pe != nil {
+		return fmt.Errorf("server start: %w (%w)", pe, err)
+	}
+	return err
+}
+
+func (s *Server) start(ctx context.Context) error {
 	if s.cfg.Replicas == 0 {
 		s.cfg.Replicas = 1
 		if n := clusterSize(s.conn.NC()); n >= 3 {

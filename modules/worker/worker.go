@@ -290,6 +290,8 @@ func (w *Worker) ReadyIn() time.Duration { return w.ready }
 // Start runs the steps in order; on failure it stops those already started.
 func (w *Worker) Start(ctx context.Context) error {
 	t0 := time.Now()
+	ctx, stop := w.conn.WithDenied(ctx) // a refused request ends the start at once
+	defer stop()
 	for i, s := range w.steps {
 		if err := s.start(ctx); err != nil {
 			w.stopSteps(ctx, i-1)
