@@ -273,3 +273,26 @@ func TestHeavyNoRespondersMovesTasks(t *testing.T) {
 	st := f.final(t)
 	require.Equal(t, subjects.InstanceSucceeded, st.State, st.Result)
 }
+
+// TestHeavySharesTasksEvenly: mapped tasks are shared out evenly between
+// the processor trackers even when a share takes several batches (2,000
+// tasks on three went 976/512/512 when the rest after the first batches
+// went whole to the next tracker picked).
+func TestHeavySharesTasksEvenly(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{2000, 3000} {
+		f := setupHeavy(t, Config{}, 0, "w2", "w3")
+		root := f.next(t)
+		f.mapTasks(root.worker, "0", n, 1)
+		per := map[string]int{}
+		for sent := 0; sent < n; {
+			s := f.next(t)
+			per[s.worker] += len(s.req.Tasks)
+			sent += len(s.req.Tasks)
+		}
+		require.Len(t, per, 3, "%d tasks: every tracker got some: %v", n, per)
+		for w, got := range per {
+			require.InDelta(t, n/3, got, 2, "%d tasks: %s got %d (%v)", n, w, got, per)
+		}
+	}
+}
