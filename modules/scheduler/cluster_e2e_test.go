@@ -63,7 +63,7 @@ func TestClusterR3SurvivesANode(t *testing.T) {
 	require.NoError(t, srv.Start(ctx))
 	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 	require.Equal(t, 3, srv.Config().Replicas, "R3 by itself on a cluster of three")
-	for _, stream := range []string{"KV_" + jetstream.BucketInstances, "KV_" + jetstream.BucketTasks, "KV_" + jetstream.BucketApps, jetstream.StreamLogs} {
+	for _, stream := range []string{jetstream.InstancesKV.Stream(), jetstream.AppsKV.Stream(), jetstream.StreamLogs} {
 		st, err := sconn.JS().Stream(ctx, stream)
 		require.NoError(t, err, stream)
 		require.Equal(t, 3, st.CachedInfo().Config.Replicas, stream)
@@ -105,6 +105,12 @@ func TestClusterR3SurvivesANode(t *testing.T) {
 	require.Equal(t, subjects.InstanceSucceeded, in.State, in.Result)
 	require.Equal(t, "300 tasks", in.Result)
 	require.EqualValues(t, 300, ran.Load())
+	// The app's own stores, made as the server took the app, are R3 too.
+	for _, stream := range []string{jetstream.TasksKV(testkit.App).Stream(), jetstream.Artifacts(testkit.App).Stream()} {
+		st, err := sconn.JS().Stream(ctx, stream)
+		require.NoError(t, err, stream)
+		require.Equal(t, 3, st.CachedInfo().Config.Replicas, stream)
+	}
 
 	// A node is lost while the cron job fires every second: a node the
 	// server is not connected to (its clients move to another).
