@@ -29,6 +29,9 @@ func (o ObjectStore) Stream() string { return "OBJ_" + o.Bucket }
 // Subjects is the wildcard of the store's chunk and meta subjects.
 func (o ObjectStore) Subjects() string { return "$O." + o.Bucket + ".>" }
 
+// AllObjectSubjects is the wildcard of every object store's subjects.
+const AllObjectSubjects = "$O.>"
+
 // Stores shared by the apps of a NATS, each created by the server.
 var (
 	InstancesKV = KV{BucketInstances}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/bench"
 	"github.com/jetworker/jetworker/subjects"
 )
@@ -380,7 +381,7 @@ func printAPIRound(w io.Writer, r benchRound, res *bench.APIResult, ys *bench.Ya
 	if r.multi && res.Replicas != nil {
 		fmt.Fprintf(w, "  nats: %s; %d streams checked", replicasOn(res), res.Replicas.Streams)
 		if len(res.Replicas.Nodes) > 0 {
-			fmt.Fprintf(w, ", %s on %s (leader first)", "KV_jw_instances", strings.Join(res.Replicas.Nodes, " "))
+			fmt.Fprintf(w, ", %s on %s (leader first)", jetstream.InstancesKV.Stream(), strings.Join(res.Replicas.Nodes, " "))
 		}
 		fmt.Fprintln(w)
 	}

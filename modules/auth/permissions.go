@@ -121,7 +121,7 @@ func client(write bool, inbox string) Permissions {
 	if write {
 		verbs = append(append([]string{}, readVerbs...), operatorVerbs...)
 		// Container artifacts (see the package doc).
-		p.PubAllow = append(p.PubAllow, "$O.>")
+		p.PubAllow = append(p.PubAllow, jetstream.AllObjectSubjects)
 	}
 	for _, v := range verbs {
 		p.PubAllow = append(p.PubAllow, subjects.ServerVerb("*", "*", v))
