@@ -192,8 +192,8 @@ func TestTraceFormatsRecords(t *testing.T) {
 	got := s.lines()
 	require.Equal(t, []string{
 		"12:00:00.000 record   jw_instances/i-1 rev 7 " + strconv.Itoa(len(rec)) + "B state=RUNNING tracker_worker=w-1 counts={running=4 total=4} trigger_ms=11:59:59.500 run_count=1 epoch=2",
-		"12:00:00.000 task     jw_tasks/i-1.r.0.1 rev 9 " + strconv.Itoa(len(ended)) + "B [{id=0.1 state=SUCCEEDED result=ok}]",
-		"12:00:00.000 task     jw_tasks/i-1.r.0.1 rev 10 delete 0B",
+		"12:00:00.000 task     jw_tasks_demo/i-1.r.0.1 rev 9 " + strconv.Itoa(len(ended)) + "B [{id=0.1 state=SUCCEEDED result=ok}]",
+		"12:00:00.000 task     jw_tasks_demo/i-1.r.0.1 rev 10 delete 0B",
 	}, got)
 }
 

@@ -72,9 +72,20 @@ func (f *frequent) loop() {
 		Recent: recent, Counts: f.counts(), Epoch: f.run.Epoch, Handover: handover}, nil)
 }
 
+// firstDelay is how long the instance waits before its first run: one
+// period when it continues an instance that ran on another tracker
+// (epoch above 1: handed over by a draining worker), whose last run there
+// may have been a moment ago; none for a new instance.
+func (f *frequent) firstDelay() time.Duration {
+	if f.run.Epoch > 1 {
+		return f.period
+	}
+	return 0
+}
+
 func (f *frequent) fixedRate() {
 	maxRunning := max(f.run.Job.MaxInstances, 1)
-	start := time.Now()
+	start := time.Now().Add(f.firstDelay())
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for n := int64(1); ; n++ {
@@ -116,8 +127,13 @@ func (f *frequent) fixedRate() {
 }
 
 func (f *frequent) fixedDelay() {
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(f.firstDelay())
 	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-f.ctx.Done():
+		return
+	}
 	for n := int64(1); f.ctx.Err() == nil; n++ {
 		f.mu.Lock()
 		f.running++
