@@ -33,6 +33,11 @@ type Conn struct {
 	deniedCtx   map[*context.CancelCauseFunc]struct{}
 }
 
+// PublishAsyncTimeout bounds the wait for the acknowledgement of an
+// asynchronous JetStream publish; the server's instance writes wait as
+// long (scheduler writeTimeout).
+const PublishAsyncTimeout = 10 * time.Second
+
 // New prepares a connection; nothing happens until Start.
 func New(cfg Config, log *slog.Logger) *Conn {
 	if log == nil {
@@ -110,7 +115,14 @@ func (c *Conn) Start(ctx context.Context) error {
 	}
 	// Hot paths batch KV writes as asynchronous publishes: allow many in
 	// flight (the default 4,000 stalls a batch of a few thousand for 200ms).
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<16))
+	// Every asynchronous publish resolves: its acknowledgement can be lost
+	// with the connection up (a stream leader that dies with the message on
+	// its way to it), and a future with no timeout then never resolves: a
+	// task tracker waiting for it stalled its instance for good (it holds
+	// every later report's acknowledgement). After PublishAsyncTimeout the
+	// future fails (jetstream.ErrAsyncPublishTimeout) and the writer retries
+	// or reports the failure.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<16), jetstream.WithPublishAsyncTimeout(PublishAsyncTimeout))
 	if err != nil {
 		nc.Close()
 		c.stopNode(ctx)

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -73,14 +74,43 @@ func (at *appTriggers) fire(js *jobState, t time.Time, note string) {
 	if at.ctx.Err() != nil {
 		return
 	}
-	if _, err := at.s.fireJob(at.ctx, j, fireID(j.ID, t), t.UnixMilli(), j.Params, note); err != nil && !errors.Is(err, jetstream.ErrExists) {
+	_, err := at.s.fireJob(at.ctx, j, fireID(j.ID, t), t.UnixMilli(), j.Params, note)
+	if err != nil && !errors.Is(err, jetstream.ErrExists) {
 		// No record for t: leave the fire pointer before it, so that the
 		// next fire records t as missed (fillGap), or a new owner catches
 		// it up; moving it past t would lose the second without a trace.
 		at.s.log.Error("cron fire", "job_id", j.ID, "scheduled", t, "err", err)
 		return
 	}
+	if err != nil {
+		at.s.d.pickUp(at.ctx, fireID(j.ID, t))
+	}
 	at.advance(js, t)
+}
+
+// pickUp sends a fire's record that exists while this server follows no
+// copy of it: a create whose acknowledgement was lost (a NATS node of a
+// cluster died with it on its way) fails with a timeout after writing
+// the record, and the fire's retry then finds it: prepared ahead
+// (assigned, WAITING_WORKER_RECEIVE) or waiting for dispatch, nobody
+// would ever send it (found by TestClusterR3SurvivesANode: a cron second
+// left WAITING_WORKER_RECEIVE for good). A followed copy is under way and
+// left alone.
+func (d *dispatcher) pickUp(ctx context.Context, id string) {
+	if _, ok := d.inst.lookup(id); ok {
+		return
+	}
+	t, err := d.get(ctx, id)
+	if err != nil {
+		return
+	}
+	if st := t.snapshot().State; st == subjects.InstanceWaitingWorker || st == subjects.InstanceWaitingDispatch {
+		// As a prepared fire at its time: to its assigned worker at its
+		// epoch (which answers Already if it has it after all), or
+		// dispatched.
+		d.log.Warn("cron fire found written but not sent; sending it", "instance_id", id, "state", st)
+		d.sendDue([]*tracked{t})
+	}
 }
 
 // recordMissed stores a CANCELED instance for a fire that did not run.

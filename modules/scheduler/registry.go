@@ -36,28 +36,49 @@ func newRegistry() *registry {
 
 // run applies watch events until ctx ends. A signal on renew replaces the
 // watch with a new one (after a NATS reconnect the old one may be silent
-// for seconds); the new one replays the live entries.
-func (r *registry) run(ctx context.Context, open func(context.Context) (njs.KeyWatcher, error), w njs.KeyWatcher, renew <-chan struct{}) {
+// for seconds); the new one replays the live entries. So does a watch
+// that delivered nothing for quiet: its consumer may have been on a NATS
+// node of a cluster that died while this server's own node lives on (no
+// reconnect), and nats.go only recreates it after two missed idle
+// heartbeats (10 s), again 10 s later if that fails while the stream
+// elects a leader, never after some errors; meanwhile every worker would
+// expire here and dispatch fail with "no live worker" (found by
+// TestClusterR3SurvivesANode: cron fires FAILED after a node was lost).
+// The replay of such a watch does not make a known worker fresher (the
+// silence may be that every worker is gone): their next heartbeats do.
+func (r *registry) run(ctx context.Context, open func(context.Context) (njs.KeyWatcher, error), w njs.KeyWatcher, renew <-chan struct{}, quiet time.Duration) {
 	defer func() { _ = w.Stop() }()
 	once := sync.OnceFunc(func() { close(r.ready) })
 	defer once()
+	tick := time.NewTicker(max(quiet/4, 10*time.Millisecond))
+	defer tick.Stop()
+	opened := time.Now()
+	replaying, refresh := true, true // the current watch's initial values, and whether they count as heard
+	reopen := func(fresh bool) {
+		nw, err := open(ctx)
+		if err != nil {
+			return // the next reconnect or tick, or the old watch, carries on
+		}
+		_ = w.Stop()
+		w, opened, replaying, refresh = nw, time.Now(), true, fresh
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-renew:
-			nw, err := open(ctx)
-			if err != nil {
-				continue // the next reconnect, or the old watch, carries on
+		case <-tick.C:
+			if !r.heardSince(time.Now().Add(-quiet)) && time.Since(opened) > quiet {
+				reopen(false)
 			}
-			_ = w.Stop()
-			w = nw
+		case <-renew:
+			reopen(true)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return
 			}
 			if e == nil {
 				once()
+				replaying = false
 				continue
 			}
 			app, id, ok := jetstream.SplitWorkerKey(e.Key())
@@ -75,9 +96,20 @@ func (r *registry) run(ctx context.Context, open func(context.Context) (njs.KeyW
 			if err != nil {
 				continue
 			}
+			if replaying && !refresh && r.known(app, id) {
+				continue
+			}
 			r.put(app, id, &liveWorker{hb: we.Heartbeat, seen: time.Now()})
 		}
 	}
+}
+
+// known reports whether a worker is in the index.
+func (r *registry) known(app, id string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.apps[app][id]
+	return ok
 }
 
 // heardSince reports whether the watch has delivered a heartbeat since t.

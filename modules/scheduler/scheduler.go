@@ -136,7 +136,7 @@ func (s *Scheduler) Start(ctx context.Context, srv *server.Server) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.reg.run(rctx, open, w, renew)
+		s.reg.run(rctx, open, w, renew, s.ttl/3)
 	}()
 	select {
 	case <-s.reg.ready:

@@ -51,6 +51,7 @@ type dispatchAPI interface {
 	adopt(ctx context.Context, app string)
 	acquired(app string)
 	fireAt(t time.Time, fn func() (*tracked, func())) (stop func() bool)
+	pickUp(ctx context.Context, id string)
 }
 
 // instanceIndex is what the triggers read of the instance tracker.

@@ -110,32 +110,38 @@ func (s *store) putMeta(ctx context.Context, run *subjects.RunInstance) error {
 }
 
 // wait blocks until every future is acknowledged, retrying failed writes
-// (with their data) until they succeed or ctx ends.
+// (with their data) until they succeed or ctx ends. A future always ends:
+// the JetStream context fails one whose acknowledgement does not come
+// within natsconn.PublishAsyncTimeout (lost with a stream leader that
+// died), and it is written again like any failed write.
 func (s *store) wait(ctx context.Context, futures []jetstream.PubAckFuture) error {
 	for _, f := range futures {
+		msg := f.Msg()
 		for attempt := 0; ; attempt++ {
+			var err error
 			select {
 			case <-f.Ok():
-			case err := <-f.Err():
-				if ctx.Err() != nil {
-					return fmt.Errorf("task store: %w (last: %w)", ctx.Err(), err)
-				}
-				msg := f.Msg()
+			case err = <-f.Err():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("task store: %w (last: %w)", ctx.Err(), err)
+			}
+			// Re-publish until the write is sent: a future whose error was
+			// taken never reports again, so it must not be waited on twice.
+			for nf := jetstream.PubAckFuture(nil); nf == nil; attempt++ {
 				select { // back off before re-publishing a failed write
 				case <-time.After(time.Duration(min(attempt+1, 20)) * 50 * time.Millisecond):
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-				nf, perr := s.js.PublishAsync(msg.Subject, msg.Data)
-				if perr != nil {
-					continue
-				}
+				nf, _ = s.js.PublishAsync(msg.Subject, msg.Data)
 				f = nf
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
 			}
-			break
 		}
 	}
 	return nil
