@@ -57,6 +57,8 @@ func (c *Config) fill() {
 var (
 	cacheOnce sync.Once
 	cache     wazero.CompilationCache
+	// cacheMu guards the shared default cache (see Runtime.cacheMu).
+	cacheMu sync.RWMutex
 )
 
 // defaultCache is the user's cache directory's jetworker/wazero (written
@@ -84,6 +86,14 @@ type Runtime struct {
 	cfg   Config
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
+	// cacheMu is held for writing while a module compiles and for reading
+	// while one is instantiated, by every runtime sharing the cache:
+	// wazero v1.12.0 publishes a module read from a file cache before its
+	// entry preambles are compiled, and an instantiation meanwhile reads
+	// them half-written (a data race, or a panic in NewFunction; wazero
+	// issue #2547, open). Compiles are rare (a deploy), instantiations
+	// only grow a container's pool: the lock costs nothing per task.
+	cacheMu *sync.RWMutex
 }
 
 // NewRuntime starts a runtime: WASI (no filesystem, no network, no
@@ -92,7 +102,9 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 	cfg.fill()
 	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true).WithMemoryLimitPages(cfg.MemoryPages)
 	var cache wazero.CompilationCache
+	mu := &cacheMu
 	if cfg.CacheDir != "" {
+		mu = &sync.RWMutex{}
 		var err error
 		if cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir); err != nil {
 			return nil, fmt.Errorf("container: compilation cache %s: %w", cfg.CacheDir, err)
@@ -117,7 +129,7 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("container: host module: %w", err)
 	}
-	return &Runtime{cfg: cfg, rt: rt, cache: cache}, nil
+	return &Runtime{cfg: cfg, rt: rt, cache: cache, cacheMu: mu}, nil
 }
 
 // Close closes every container and the runtime.
@@ -147,7 +159,9 @@ func (r *Runtime) Compile(ctx context.Context, name, version string, wasm []byte
 	if got := MD5(wasm); got != version {
 		return nil, fmt.Errorf("%w: %s: md5 %s, expected %s", ErrBadModule, name, got, version)
 	}
+	r.cacheMu.Lock()
 	compiled, err := r.rt.CompileModule(ctx, wasm)
+	r.cacheMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: compile: %w", ErrBadModule, name, err)
 	}
