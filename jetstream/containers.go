@@ -77,7 +77,11 @@ func OpenContainers(ctx context.Context, js jetstream.JetStream, replicas int) (
 	if err != nil {
 		return nil, err
 	}
-	return &Containers{js: js, kv: kv, replicas: replicas, objs: map[string]jetstream.ObjectStore{}}, nil
+	return newContainers(js, kv, replicas), nil
+}
+
+func newContainers(js jetstream.JetStream, kv jetstream.KeyValue, replicas int) *Containers {
+	return &Containers{js: js, kv: kv, replicas: replicas, objs: map[string]jetstream.ObjectStore{}}
 }
 
 // BindContainers binds to the registry without creating it (workers and

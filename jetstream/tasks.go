@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-
 // Storage selects where the task_info bucket lives, PowerJob's
 // MEMORY/DISK choice.
 type Storage string
@@ -50,6 +49,5 @@ func EnsureAppStores(ctx context.Context, js jetstream.JetStream, app string, st
 	if _, err := OpenTasksBucket(ctx, js, app, st, replicas); err != nil {
 		return err
 	}
-	c := &Containers{js: js, replicas: replicas, objs: map[string]jetstream.ObjectStore{}}
-	return c.EnsureArtifacts(ctx, app)
+	return newContainers(js, nil, replicas).EnsureArtifacts(ctx, app) // the registry is not needed
 }

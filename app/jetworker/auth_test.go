@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -99,16 +98,6 @@ func TestAuthAcrossProcesses(t *testing.T) {
 	r = run(t, "--nats", url, "workers", "--app", "demo")
 	require.Equal(t, exitUnreachable, r.code, r.stderr)
 	require.Contains(t, r.stderr, "uthorization")
-}
-
-// runEnv is run with extra environment variables.
-func runEnv(t *testing.T, env []string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := command(ctx, t, args...)
-	cmd.Env = append(cmd.Env, env...)
-	return runCmd(ctx, t, cmd, fmt.Sprintf("%v jetworker %v", env, args))
 }
 
 // TestReadmeAuthSection runs the README's "Isolating apps" commands as

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,8 +27,8 @@ func execute(args []string, stderr io.Writer) int {
 	// A permission NATS denied ends a client command (clientConn): it,
 	// not the cancellation it caused, is what went wrong.
 	if cmd != nil && cmd.Context() != nil {
-		if cause := context.Cause(cmd.Context()); errors.Is(cause, natsconn.ErrPermissionDenied) {
-			err = cause
+		if pe := natsconn.Denial(cmd.Context()); pe != nil {
+			err = pe
 		}
 	}
 	msg, code := explain(err)

@@ -86,9 +86,17 @@ type result struct {
 // run runs the binary to completion (30s at most).
 func run(t *testing.T, args ...string) result {
 	t.Helper()
+	return runEnv(t, nil, args...)
+}
+
+// runEnv is run with extra environment variables.
+func runEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return runCmd(ctx, t, command(ctx, t, args...), fmt.Sprintf("jetworker %v", args))
+	cmd := command(ctx, t, args...)
+	cmd.Env = append(cmd.Env, env...)
+	return runCmd(ctx, t, cmd, strings.TrimSpace(fmt.Sprintf("%s jetworker %v", strings.Join(env, " "), args)))
 }
 
 // runCmd runs cmd to completion within ctx and returns its output and exit

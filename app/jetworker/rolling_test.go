@@ -19,6 +19,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jetworker/jetworker/app/testkit"
 	"github.com/jetworker/jetworker/jetstream"
 	"github.com/jetworker/jetworker/modules/client"
 	"github.com/jetworker/jetworker/modules/demo"
@@ -386,17 +387,16 @@ func TestRollingUpgrade(t *testing.T) {
 		*rollingRounds, len(acked), byKind, len(seconds), late, len(rateRecs), drained, len(all), maxGap, byTracker, mrTime, ld.slowest)
 }
 
-// eventually is require.Eventually on the test's goroutine, so that
-// cond may use require (testify runs cond on a goroutine of its own).
+// eventually is testkit.Poll with testify's message arguments (a format
+// and its values).
 func eventually(t *testing.T, cond func() bool, within, tick time.Duration, msgAndArgs ...any) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			require.Fail(t, "condition not met within "+within.String(), msgAndArgs...)
+	testkit.Poll(t, within, tick, cond, func() string {
+		if len(msgAndArgs) == 0 {
+			return "condition"
 		}
-		time.Sleep(tick) // the polling interval of a deadline-bounded wait
-	}
+		return fmt.Sprintf(fmt.Sprint(msgAndArgs[0]), msgAndArgs[1:]...)
+	})
 }
 
 // startNATSProc starts `jetworker nats` on a free loopback port and

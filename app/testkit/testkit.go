@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,11 +104,20 @@ func (s *Stack) WaitWorkers(n int) []jetstream.WorkerEntry {
 // Eventually polls cond until it holds or the deadline passes.
 func Eventually(t testing.TB, within time.Duration, cond func() bool, what string, args ...any) {
 	t.Helper()
+	Poll(t, within, 5*time.Millisecond, cond, func() string { return fmt.Sprintf(what, args...) })
+}
+
+// Poll is Eventually with the polling interval given (for a cond that
+// costs, such as one that runs a process) and the failure's words built
+// at the deadline (so they can say what was seen last). cond runs on the
+// test's goroutine and may use require.
+func Poll(t testing.TB, within, tick time.Duration, cond func() bool, what func() string) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: "+what, append([]any{within}, args...)...)
+			t.Fatalf("timed out after %s waiting for: %s", within, what())
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval of a deadline-bounded wait
+		time.Sleep(tick) // polling interval of a deadline-bounded wait
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,10 +26,9 @@ type Conn struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 
-	denied      func(*PermissionError)
-	firstDenied atomic.Pointer[PermissionError]
-	deniedMu    sync.Mutex
-	deniedCtx   map[*context.CancelCauseFunc]struct{}
+	denied    func(*PermissionError)
+	deniedMu  sync.Mutex
+	deniedCtx map[*context.CancelCauseFunc]struct{}
 }
 
 // PublishAsyncTimeout bounds the wait for the acknowledgement of an

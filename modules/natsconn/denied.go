@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -20,7 +21,7 @@ var ErrPermissionDenied = errors.New("natsconn: permission denied")
 // does not fail), so a request to a denied subject would otherwise wait
 // out its timeout: Conn reports it to the handler set with OnDenied.
 type PermissionError struct {
-	Op      string // "publish" or "subscribe"
+	Op      string // "publish to" or "subscribe to"
 	Subject string
 	Err     error // what nats.go said
 }
@@ -43,13 +44,11 @@ func permissionError(err error) *PermissionError {
 	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
 		return nil
 	}
-	pe := &PermissionError{Op: "publish", Subject: "?", Err: err}
+	pe := &PermissionError{Op: "publish to", Subject: "?", Err: err}
 	if m := violation.FindStringSubmatch(err.Error()); m != nil {
 		pe.Subject = m[2]
-		if m[1] != "publish" && m[1] != "Publish" {
+		if !strings.EqualFold(m[1], "publish") {
 			pe.Op = "subscribe to"
-		} else {
-			pe.Op = "publish to"
 		}
 	}
 	return pe
@@ -61,10 +60,15 @@ func permissionError(err error) *PermissionError {
 // come.
 func (c *Conn) OnDenied(fn func(*PermissionError)) { c.denied = fn }
 
-// Denied returns the first permission NATS denied this connection, nil
-// when none was: a component whose start failed for want of a reply
-// (a worker's discovery) names the permission instead of a timeout.
-func (c *Conn) Denied() *PermissionError { return c.firstDenied.Load() }
+// Denial is the permission NATS denied that ended ctx, a context made by
+// WithDenied; nil when ctx did not end so.
+func Denial(ctx context.Context) *PermissionError {
+	var pe *PermissionError
+	if errors.As(context.Cause(ctx), &pe) {
+		return pe
+	}
+	return nil
+}
 
 // nkeyPublic reads the public key of the NKey seed in path.
 func nkeyPublic(path string) (string, error) {
@@ -103,7 +107,6 @@ func (c *Conn) WithDenied(parent context.Context) (ctx context.Context, stop fun
 
 // deny reports pe to the handler and ends every WithDenied context.
 func (c *Conn) deny(pe *PermissionError) {
-	c.firstDenied.CompareAndSwap(nil, pe)
 	if c.denied != nil {
 		c.denied(pe)
 	}

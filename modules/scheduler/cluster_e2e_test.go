@@ -140,7 +140,7 @@ func TestClusterR3SurvivesANode(t *testing.T) {
 	// The map-reduce completes, every task counted. Each read has its own
 	// deadline: one on its way to the node when it died is never answered.
 	var in *jetstream.Instance
-	eventually(t, 60*time.Second, func() bool {
+	testkit.Poll(t, 60*time.Second, 20*time.Millisecond, func() bool {
 		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer rcancel()
 		in, err = cli.Instance(rctx, r.InstanceID)
@@ -170,7 +170,7 @@ func TestClusterR3SurvivesANode(t *testing.T) {
 	var missed int
 	var listErr error
 	var latest time.Time
-	eventually(t, 30*time.Second, func() bool {
+	testkit.Poll(t, 30*time.Second, 20*time.Millisecond, func() bool {
 		lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer lcancel()
 		recs, err := cli.Instances(lctx, func(in *jetstream.Instance) bool { return in.JobID == j.ID })
@@ -228,19 +228,6 @@ func TestClusterR3SurvivesANode(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, func() bool {
 		return streamLastSeq(cl, killed, jetstream.InstancesKV.Stream()) >= last
 	}, "the restarted node caught up to sequence %d", last)
-}
-
-// eventually polls cond until it holds, failing with what() (read at the
-// deadline, so it can say what was seen last) after within.
-func eventually(t *testing.T, within time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", within, what())
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval of a deadline-bounded wait
-	}
 }
 
 // streamLastSeq is a stream's last sequence as node i stores it.

@@ -333,24 +333,13 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus, batch *
 		b = batch // a nil *Batch must not become a non-nil interface
 	}
 	f, err := s.d.inst.applyIn(t, func(r *jetstream.Instance) bool {
-		if st.State == subjects.InstanceFailed && !r.State.Final() && st.Epoch >= r.Epoch && r.RunCount <= r.InstanceRetries && !r.Job.TimeType.Frequent() {
-			// Instance retry (PowerJob's instanceRetryNum): run it again.
+		if note, ok := runAgain(r, st); ok {
 			retry = true
-			r.State, r.Counts = subjects.InstanceWaitingDispatch, subjects.TaskCounts{}
+			r.State, r.Counts, r.Note = subjects.InstanceWaitingDispatch, subjects.TaskCounts{}, note
 			moveEpoch(r, max(r.Epoch, st.Epoch)+1) // the failed run's late reports are now stale
-			r.Note = fmt.Sprintf("run %d failed (%s); retrying (%d of %d)", r.RunCount, st.Result, r.RunCount, r.InstanceRetries)
-			return true
-		}
-		if st.Handover && st.State == subjects.InstanceFailed && !r.State.Final() && st.Epoch >= r.Epoch && r.Job.TimeType.Frequent() {
-			// A draining worker gives its frequent instance back: it runs
-			// on, elsewhere, as the same instance (no failure recorded).
-			retry = true
-			r.State, r.Counts = subjects.InstanceWaitingDispatch, subjects.TaskCounts{}
-			moveEpoch(r, max(r.Epoch, st.Epoch)+1)
 			if len(st.Recent) > 0 {
 				r.Recent = st.Recent
 			}
-			r.Note = fmt.Sprintf("handed over (%s)", st.Result)
 			return true
 		}
 		if r.State.Final() || st.Epoch < r.Epoch {
@@ -376,6 +365,24 @@ func (s *Scheduler) applyStatus(t *tracked, st *subjects.InstanceStatus, batch *
 		go s.d.dispatch(s.ctx, t, false)
 	}
 	return f, err
+}
+
+// runAgain says whether a tracker's FAILED report runs the instance
+// again, as the same instance, and the record's note: an instance retry
+// (PowerJob's instanceRetryNum), or a frequent instance that a draining
+// worker gave back (no failure recorded).
+func runAgain(r *jetstream.Instance, st *subjects.InstanceStatus) (string, bool) {
+	if st.State != subjects.InstanceFailed || r.State.Final() || st.Epoch < r.Epoch {
+		return "", false
+	}
+	frequent := r.Job.TimeType.Frequent()
+	switch {
+	case frequent && st.Handover:
+		return fmt.Sprintf("handed over (%s)", st.Result), true
+	case !frequent && r.RunCount <= r.InstanceRetries:
+		return fmt.Sprintf("run %d failed (%s); retrying (%d of %d)", r.RunCount, st.Result, r.RunCount, r.InstanceRetries), true
+	}
+	return "", false
 }
 
 func (s *Scheduler) handleStop(ctx context.Context, req *subjects.StopInstance) (subjects.Message, error) {

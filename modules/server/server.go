@@ -136,7 +136,7 @@ func (s *Server) Start(ctx context.Context) error {
 	ctx, stop := s.conn.WithDenied(ctx)
 	defer stop()
 	err := s.start(ctx)
-	if pe := s.conn.Denied(); err != nil && pe != nil {
+	if pe := natsconn.Denial(ctx); err != nil && pe != nil {
 		return fmt.Errorf("server start: %w (%w)", pe, err)
 	}
 	return err

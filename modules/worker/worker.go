@@ -290,17 +290,17 @@ func (w *Worker) ReadyIn() time.Duration { return w.ready }
 // Start runs the steps in order; on failure it stops those already started.
 func (w *Worker) Start(ctx context.Context) error {
 	t0 := time.Now()
-	ctx, stop := w.conn.WithDenied(ctx) // a refused request ends the start at once
+	sctx, stop := w.conn.WithDenied(ctx) // a refused request ends the start at once
 	defer stop()
 	for i, s := range w.steps {
-		if err := s.start(ctx); err != nil {
-			w.stopSteps(ctx, i-1)
+		if err := s.start(sctx); err != nil {
+			w.stopSteps(ctx, i-1) // not sctx: a denial has ended it, and the stops must drain
 			// They are stopped: Started must not list them, nor Stop stop
 			// them again.
 			w.mu.Lock()
 			w.started = nil
 			w.mu.Unlock()
-			if pe := w.conn.Denied(); pe != nil {
+			if pe := natsconn.Denial(sctx); pe != nil {
 				// No reply came because NATS refused the request: say so.
 				return fmt.Errorf("worker start: %s: %w (%w)", s.name, pe, err)
 			}
