@@ -37,7 +37,7 @@ func loaded(t *testing.T, s *testkit.Stack, name, version string, workers int) *
 			}
 		}
 		return true
-	}, "every worker loads "+name+" "+version)
+	}, "every worker loads %s %s", name, version)
 	return last
 }
 
