@@ -134,11 +134,12 @@ func (c *Container) get(ctx context.Context) (*instance, error) {
 		return in, nil
 	case c.slots <- struct{}{}:
 		in := &instance{stdout: &output{level: slog.LevelInfo}, stderr: &output{level: slog.LevelWarn, keep: true}}
-		c.r.cacheMu.RLock() // see Runtime.cacheMu
+		mu := c.r.locks.of(c.Version) // see Runtime.locks
+		mu.RLock()
 		m, err := c.r.rt.InstantiateModule(context.Background(), c.compiled,
 			wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").WithSysWalltime().WithSysNanotime().
 				WithStdout(in.stdout).WithStderr(in.stderr))
-		c.r.cacheMu.RUnlock()
+		mu.RUnlock()
 		if err != nil {
 			<-c.slots
 			return nil, err

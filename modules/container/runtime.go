@@ -57,9 +57,31 @@ func (c *Config) fill() {
 var (
 	cacheOnce sync.Once
 	cache     wazero.CompilationCache
-	// cacheMu guards the shared default cache (see Runtime.cacheMu).
-	cacheMu sync.RWMutex
+	// cacheLocks are the default cache's module locks (see Runtime.locks).
+	cacheLocks = &moduleLocks{}
 )
+
+// moduleLocks hands out one RWMutex per module version for the runtimes
+// that share a compilation cache. They are never removed: one per module
+// version this process has compiled (a few per container).
+type moduleLocks struct {
+	mu sync.Mutex
+	m  map[string]*sync.RWMutex
+}
+
+func (l *moduleLocks) of(version string) *sync.RWMutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*sync.RWMutex{}
+	}
+	mu, ok := l.m[version]
+	if !ok {
+		mu = &sync.RWMutex{}
+		l.m[version] = mu
+	}
+	return mu
+}
 
 // defaultCache is the user's cache directory's jetworker/wazero (written
 // atomically, so processes share it), else the temporary directory's
@@ -86,14 +108,15 @@ type Runtime struct {
 	cfg   Config
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
-	// cacheMu is held for writing while a module compiles and for reading
-	// while one is instantiated, by every runtime sharing the cache:
-	// wazero v1.12.0 publishes a module read from a file cache before its
-	// entry preambles are compiled, and an instantiation meanwhile reads
-	// them half-written (a data race, or a panic in NewFunction; wazero
-	// issue #2547, open). Compiles are rare (a deploy), instantiations
-	// only grow a container's pool: the lock costs nothing per task.
-	cacheMu *sync.RWMutex
+	// locks: a module version's lock is held for writing while it
+	// compiles and for reading while it is instantiated, by every runtime
+	// sharing the cache: wazero v1.12.0 publishes a module read from a
+	// file cache before its entry preambles are compiled, and an
+	// instantiation of that module meanwhile reads them half-written (a
+	// data race, or a panic in NewFunction; wazero issue #2547, open).
+	// Per version, so that other modules compile in parallel; compiles
+	// are rare (a deploy), instantiations only grow a container's pool.
+	locks *moduleLocks
 }
 
 // NewRuntime starts a runtime: WASI (no filesystem, no network, no
@@ -102,9 +125,9 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 	cfg.fill()
 	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true).WithMemoryLimitPages(cfg.MemoryPages)
 	var cache wazero.CompilationCache
-	mu := &cacheMu
+	locks := cacheLocks
 	if cfg.CacheDir != "" {
-		mu = &sync.RWMutex{}
+		locks = &moduleLocks{}
 		var err error
 		if cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir); err != nil {
 			return nil, fmt.Errorf("container: compilation cache %s: %w", cfg.CacheDir, err)
@@ -129,7 +152,7 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("container: host module: %w", err)
 	}
-	return &Runtime{cfg: cfg, rt: rt, cache: cache, cacheMu: mu}, nil
+	return &Runtime{cfg: cfg, rt: rt, cache: cache, locks: locks}, nil
 }
 
 // Close closes every container and the runtime.
@@ -159,9 +182,10 @@ func (r *Runtime) Compile(ctx context.Context, name, version string, wasm []byte
 	if got := MD5(wasm); got != version {
 		return nil, fmt.Errorf("%w: %s: md5 %s, expected %s", ErrBadModule, name, got, version)
 	}
-	r.cacheMu.Lock()
+	mu := r.locks.of(version)
+	mu.Lock()
 	compiled, err := r.rt.CompileModule(ctx, wasm)
-	r.cacheMu.Unlock()
+	mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: compile: %w", ErrBadModule, name, err)
 	}
